@@ -1,0 +1,1 @@
+"""Clips, pools, cohorts, comparisons and judgments, with the rater pages."""

@@ -1,0 +1,7 @@
+"""Models of the comparisons app; see each module for one concern."""
+
+from comparisons.models.clips import Clip, Pool, Prompt
+from comparisons.models.cohorts import Cohort, Membership
+from comparisons.models.judgments import Comparison, Judgment
+
+__all__ = ["Clip", "Cohort", "Comparison", "Judgment", "Membership", "Pool", "Prompt"]

@@ -1,0 +1,1 @@
+"""Views of the comparisons app, one module per page family."""

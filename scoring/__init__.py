@@ -1,0 +1,1 @@
+"""Clip features, backbones, the taste function, its fit and the GPU tasks."""

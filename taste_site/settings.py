@@ -1,0 +1,203 @@
+"""Django settings for Salon, built from environment variables.
+
+With no variables set, Salon runs embedded on one machine: SQLite in WAL mode
+and kombu's filesystem transport as Celery broker, both under ``SALON_VAR_DIR``.
+``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis or
+RabbitMQ without a code change. README.md lists every variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from taste_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("SALON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env_bool("SALON_DEBUG", False)
+
+SECRET_KEY = env_str("SALON_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SALON_SECRET_KEY is not set. Set it to a long random string, "
+            "or set SALON_DEBUG=1 for a local development server."
+        )
+    SECRET_KEY = "salon-insecure-development-key"
+
+ALLOWED_HOSTS = env_list("SALON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("SALON_CSRF_TRUSTED_ORIGINS", [])
+SESSION_COOKIE_SECURE = env_bool("SALON_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "comparisons",
+    "scoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "taste_site.urls"
+WSGI_APPLICATION = "taste_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite: WAL lets the web server read while a worker writes; IMMEDIATE takes
+# the write lock at BEGIN, so two writers queue on the busy timeout instead of
+# failing with "database is locked" when one upgrades a read lock.
+SQLITE_PATH = VAR_DIR / "salon.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": env_float("SALON_SQLITE_TIMEOUT_SECONDS", 20.0, minimum=0.0),
+            },
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-salon.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("SALON_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("SALON_MEDIA_ROOT", str(VAR_DIR / "media"))).resolve()
+# Django serves media itself (with HTTP range requests, which looping video
+# needs) unless a front server such as nginx does it in production.
+SERVE_MEDIA = env_bool("SALON_SERVE_MEDIA", True)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# Celery. The filesystem transport needs no server; 0.1 s polling keeps a
+# round trip near 100 ms instead of the 1 s default.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "data_folder_processed": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
+        "polling_interval": 0.1,
+    }
+    # kombu's filesystem transport fails on missing folders instead of making them.
+    for _folder in ("queue", "processed", "control"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", None)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "comparisons.*": {"queue": "default"},
+    "scoring.tasks.features.*": {"queue": "gpu"},
+    "scoring.tasks.refit.*": {"queue": "gpu"},
+    "scoring.tasks.scheduler.*": {"queue": "default"},
+    "scoring.tasks.export.*": {"queue": "default"},
+}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+SALON = {
+    "MAX_VIDEO_SECONDS": env_float("SALON_MAX_VIDEO_SECONDS", 120.0, minimum=0.1),
+    "MAX_VIDEO_PIXELS": env_int("SALON_MAX_VIDEO_PIXELS", 1920 * 1080, minimum=1),
+    "MAX_IMAGE_PIXELS": env_int("SALON_MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
+    "MAX_UPLOAD_BYTES": env_int("SALON_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1),
+    "IMPORT_ROOTS": [
+        str(Path(p).resolve()) for p in env_list(
+            "SALON_IMPORT_ROOTS", [str(VAR_DIR / "incoming"), str(BASE_DIR.parent / "shared" / "media")]
+        )
+    ],
+    "RENDITION_MAX_WIDTH": env_int("SALON_RENDITION_MAX_WIDTH", 1280, minimum=16),
+    "TRANSCODE_TIMEOUT_SECONDS": env_int("SALON_TRANSCODE_TIMEOUT_SECONDS", 600, minimum=1),
+    "SIMULATED_RATERS_EXEMPT": env_bool("SALON_SIMULATED_RATERS_EXEMPT", True),
+    "VOTE_RATE_LIMIT_PER_MINUTE": env_int("SALON_VOTE_RATE_LIMIT_PER_MINUTE", 120, minimum=0),
+    "MEDIA_PACK_DIR": env_str("SALON_MEDIA_PACK_DIR", str(BASE_DIR.parent / "shared" / "media")),
+    "BACKBONE": env_str("SALON_BACKBONE", "auto"),
+    "CLIP_MODEL": env_str("SALON_CLIP_MODEL", "ViT-B-32"),
+    "CLIP_PRETRAINED": env_str("SALON_CLIP_PRETRAINED", "openai"),
+    "CLIP_CHECKPOINT": env_str("SALON_CLIP_CHECKPOINT", ""),
+    "CLIP_ALLOW_DOWNLOAD": env_bool("SALON_CLIP_ALLOW_DOWNLOAD", False),
+    "CLIP_DEVICE": env_str("SALON_CLIP_DEVICE", ""),
+    "FRAMES_PER_CLIP": env_int("SALON_FRAMES_PER_CLIP", 8, minimum=1),
+    "FLICKER_FPS": env_float("SALON_FLICKER_FPS", 8.0, minimum=0.5),
+    "FEATURE_BATCH_CLIPS": env_int("SALON_FEATURE_BATCH_CLIPS", 16, minimum=1),
+    "TORCH_THREADS": env_int("SALON_TORCH_THREADS", 0, minimum=0),
+    "SCHEDULER_INTERVAL_SECONDS": env_int("SALON_SCHEDULER_INTERVAL_SECONDS", 300, minimum=5),
+    "REFIT_STALE_MINUTES": env_int("SALON_REFIT_STALE_MINUTES", 60, minimum=1),
+    "REFIT_SEED": env_int("SALON_REFIT_SEED", 0, minimum=0),
+    "PSEUDONYM_SECRET": env_str("SALON_PSEUDONYM_SECRET", ""),
+    "EXPORT_DIR": env_str("SALON_EXPORT_DIR", str(VAR_DIR / "exports")),
+}
+
+LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "comparisons": {"level": LOG_LEVEL},
+        "scoring": {"level": LOG_LEVEL},
+        "imageio_ffmpeg": {"level": "ERROR"},
+    },
+}

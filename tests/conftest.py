@@ -1,0 +1,14 @@
+"""Fixtures shared by the whole suite."""
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_media_root(settings, tmp_path):
+    """Give every test its own MEDIA_ROOT so files never leak between tests."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    yield settings.MEDIA_ROOT
+    shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)

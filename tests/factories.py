@@ -1,0 +1,77 @@
+"""Small builders for test rows and media; every test makes its own data."""
+
+import hashlib
+import io
+import itertools
+import subprocess
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from comparisons.models import Clip, Cohort, Membership, Pool
+
+_counter = itertools.count(1)
+
+
+def png_bytes(width=32, height=24, seed=None):
+    """Return the bytes of a PNG with random pixels (distinct per call)."""
+    rng = np.random.default_rng(next(_counter) if seed is None else seed)
+    pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def mp4_bytes(path, width=64, height=48, frames=12, fps=12, seed=None):
+    """Write a small H.264 MP4 of moving noise to ``path`` and return its bytes."""
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng(next(_counter) if seed is None else seed)
+    raw = rng.integers(0, 256, size=(frames, height, width, 3), dtype=np.uint8).tobytes()
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path),
+    ]
+    subprocess.run(command, input=raw, check=True)
+    return path.read_bytes()
+
+
+def make_clip(kind=Clip.Kind.IMAGE, caption="", content=None, status=Clip.Status.READY, **fields):
+    """Create a ready clip row with a real image file (videos reuse a PNG poster)."""
+    content = content if content is not None else png_bytes()
+    sha = hashlib.sha256(content + str(next(_counter)).encode()).hexdigest()
+    suffix = "png" if kind == Clip.Kind.IMAGE else "mp4"
+    clip = Clip(
+        sha256=sha, kind=kind, original_name=f"clip-{sha[:6]}.{suffix}", caption=caption,
+        status=status, width=32, height=24, **fields,
+    )
+    clip.original.save(f"{sha}.{suffix}", ContentFile(content), save=False)
+    clip.rendition.save(f"{sha}.{suffix}", ContentFile(content), save=False)
+    clip.poster.save(f"{sha}.png", ContentFile(png_bytes()), save=False)
+    clip.save()
+    return clip
+
+
+def make_pool(n_images=4, n_videos=0, name=None, **clip_fields):
+    pool = Pool.objects.create(name=name or f"pool-{next(_counter)}")
+    clips = [make_clip(Clip.Kind.IMAGE, caption=f"image {i}", **clip_fields) for i in range(n_images)]
+    clips += [make_clip(Clip.Kind.VIDEO, caption=f"video {i}", **clip_fields) for i in range(n_videos)]
+    pool.clips.add(*clips)
+    return pool
+
+
+def make_cohort(pool=None, **fields):
+    number = next(_counter)
+    defaults = {"name": f"Cohort {number}", "slug": f"cohort-{number}", "min_view_ms": 0}
+    defaults.update(fields)
+    return Cohort.objects.create(pool=pool or make_pool(), **defaults)
+
+
+def make_rater(cohort=None, username=None, **membership_fields):
+    user = get_user_model().objects.create_user(username=username or f"rater{next(_counter)}")
+    if cohort is not None:
+        Membership.objects.create(user=user, cohort=cohort, **membership_fields)
+    return user

@@ -75,24 +75,20 @@ TEMPLATES = [
 # SQLite: WAL lets the web server read while a worker writes; IMMEDIATE takes
 # the write lock at BEGIN, so two writers queue on the busy timeout instead of
 # failing with "database is locked" when one upgrades a read lock.
-SQLITE_PATH = VAR_DIR / "salon.sqlite3"
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
-            "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": env_float("SALON_SQLITE_TIMEOUT_SECONDS", 20.0, minimum=0.0),
-            },
-        }
-    }
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "salon.sqlite3"}}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_float("SALON_SQLITE_TIMEOUT_SECONDS", 20.0, minimum=0.0),
+    }
+    # A file, not the in-memory default, so that a Celery worker process
+    # started by a test can open the test database too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-salon.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

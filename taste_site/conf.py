@@ -41,6 +41,7 @@ DEFAULTS = {
     # Export.
     "PSEUDONYM_SECRET": "",
     "EXPORT_DIR": "",
+    "EXPORT_LICENCE": "",
 }
 
 

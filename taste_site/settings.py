@@ -191,6 +191,7 @@ SALON = {
     "REFIT_SEED": env_int("SALON_REFIT_SEED", 0, minimum=0),
     "PSEUDONYM_SECRET": env_str("SALON_PSEUDONYM_SECRET", ""),
     "EXPORT_DIR": env_str("SALON_EXPORT_DIR", str(VAR_DIR / "exports")),
+    "EXPORT_LICENCE": env_str("SALON_EXPORT_LICENCE", ""),
 }
 
 LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")

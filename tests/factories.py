@@ -75,3 +75,19 @@ def make_rater(cohort=None, username=None, **membership_fields):
     if cohort is not None:
         Membership.objects.create(user=user, cohort=cohort, **membership_fields)
     return user
+
+
+def make_judgment(cohort, rater, left, right, choice="left", reason="random", served_at=None, answered_at=None,
+                  server_ms=2000, **judgment_fields):
+    """Create a comparison and its judgment; times default to now (auto_now_add) unless given."""
+    from comparisons.models import Comparison, Judgment
+
+    comparison = Comparison.objects.create(cohort=cohort, rater=rater, left=left, right=right, reason=reason)
+    judgment = Judgment.objects.create(comparison=comparison, choice=choice, server_ms=server_ms, **judgment_fields)
+    # auto_now_add ignores values passed to create(), so fixed times are set afterwards.
+    if served_at is not None:
+        Comparison.objects.filter(pk=comparison.pk).update(served_at=served_at)
+    if answered_at is not None:
+        Judgment.objects.filter(pk=judgment.pk).update(created_at=answered_at)
+    judgment.refresh_from_db()
+    return judgment

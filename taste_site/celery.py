@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "taste_site.settings")
 
 app = Celery("taste_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["comparisons", "scoring"])
+app.autodiscover_tasks(["comparisons", "comparisons.exports", "scoring"])

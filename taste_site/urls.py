@@ -9,6 +9,7 @@ from comparisons.views.media import serve_media
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("exports/", include("comparisons.exports.urls")),
     path("", include("comparisons.urls")),
 ]
 

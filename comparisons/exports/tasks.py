@@ -1,0 +1,86 @@
+"""The Celery task that writes an export requested from the web page (queue ``default``)."""
+
+import logging
+from pathlib import Path
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from comparisons.exports.files import export_to_path
+from comparisons.exports.options import ExportError, ExportOptions
+from comparisons.models import Export
+from taste_site.conf import salon_settings
+
+logger = logging.getLogger(__name__)
+
+# A million judgments take about a minute (docs/benchmarks.md); the limits only
+# stop a run that is stuck, such as one waiting on a locked database.
+SOFT_TIME_LIMIT_SECONDS = 2 * 60 * 60
+TIME_LIMIT_SECONDS = SOFT_TIME_LIMIT_SECONDS + 120
+
+
+def export_dir():
+    """Return the folder exports are written to, creating it when missing."""
+    folder = salon_settings.EXPORT_DIR
+    if not folder:
+        raise ImproperlyConfigured("SALON_EXPORT_DIR is empty: set it to a folder the workers can write to.")
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def export_file_name(export):
+    return f"export-{export.pk}-{export.created_at:%Y%m%dT%H%M%SZ}.{export.format}"
+
+
+def run_export(export_id):
+    """Write the file of one queued export and record the outcome on its row.
+
+    Only a queued export is started, so a duplicate delivery of the task finds
+    it running or finished and does nothing.
+    """
+    claimed = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
+        status=Export.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        logger.info("Export %s is not queued (missing, running or done); nothing to do", export_id)
+        return None
+    export = Export.objects.get(pk=export_id)
+
+    try:
+        options = ExportOptions.from_json({**export.parameters, "format": export.format})
+        file_name = export_file_name(export)
+        result = export_to_path(options, export_dir() / file_name, overwrite=True)
+    except (ExportError, ImproperlyConfigured, OSError, SoftTimeLimitExceeded) as error:
+        Export.objects.filter(pk=export_id).update(
+            status=Export.Status.FAILED, error=str(error) or error.__class__.__name__, finished_at=timezone.now()
+        )
+        logger.warning("Export %s failed: %s", export_id, error)
+        return None
+    except Exception:
+        Export.objects.filter(pk=export_id).update(
+            status=Export.Status.FAILED, error="Unexpected error; see the worker log.", finished_at=timezone.now()
+        )
+        raise
+
+    counts = {cohort["slug"]: cohort["counts"] for cohort in result.card["cohorts"]}
+    Export.objects.filter(pk=export_id).update(
+        status=Export.Status.FINISHED, file_name=file_name, row_count=result.rows, size_bytes=result.size_bytes,
+        counts=counts, finished_at=timezone.now(), error="",
+    )
+    return result.rows
+
+
+@shared_task(
+    name="comparisons.exports.tasks.export_comparisons",
+    queue="default",
+    ignore_result=True,
+    max_retries=0,
+    soft_time_limit=SOFT_TIME_LIMIT_SECONDS,
+    time_limit=TIME_LIMIT_SECONDS,
+)
+def export_comparisons(export_id):
+    """Write the export with id ``export_id``; see :func:`run_export`."""
+    return run_export(export_id)

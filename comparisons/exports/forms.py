@@ -59,8 +59,14 @@ class ExportForm(forms.Form):
 
     def to_options(self):
         data = self.cleaned_data
+        # Keep the order the cohorts were submitted in; the queryset sorts by name.
+        submitted = self.data.getlist("cohorts") if hasattr(self.data, "getlist") else []
+        slugs = sorted(
+            (cohort.slug for cohort in data["cohorts"]),
+            key=lambda slug: submitted.index(slug) if slug in submitted else len(submitted),
+        )
         return ExportOptions(
-            cohorts=[cohort.slug for cohort in data["cohorts"]],
+            cohorts=slugs,
             format=data["format"],
             since=data.get("since"),
             until=data.get("until"),

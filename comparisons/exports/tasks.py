@@ -73,9 +73,10 @@ def run_export(export_id):
     return result.rows
 
 
+# The route "comparisons.*" in CELERY_TASK_ROUTES sends this task to queue
+# "default"; Celery 5.7 deprecates the per-task queue attribute.
 @shared_task(
     name="comparisons.exports.tasks.export_comparisons",
-    queue="default",
     ignore_result=True,
     max_retries=0,
     soft_time_limit=SOFT_TIME_LIMIT_SECONDS,

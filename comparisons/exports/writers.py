@@ -40,8 +40,9 @@ def _bool_text(value):
     return "true" if value else "false"
 
 
-def csv_chunks(columns, rows, chunk_bytes=CHUNK_BYTES):
+def csv_chunks(columns, rows, chunk_bytes=None):
     """Yield a UTF-8 CSV file (header first) as byte chunks of about ``chunk_bytes``."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([column.name for column in columns])
@@ -68,13 +69,14 @@ def csv_chunks(columns, rows, chunk_bytes=CHUNK_BYTES):
         yield buffer.getvalue().encode()
 
 
-def jsonl_chunks(columns, rows, chunk_bytes=CHUNK_BYTES):
+def jsonl_chunks(columns, rows, chunk_bytes=None):
     """Yield a UTF-8 JSON Lines file, one object per row, as byte chunks of about ``chunk_bytes``.
 
     Scalar cells go through one ``json.dumps`` per row. ``json`` and ``vector``
     cells are already JSON text and are appended to the object as they are, so
     they come after the scalar keys.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     scalar = [(index, column.name) for index, column in enumerate(columns) if column.kind not in ("json", "vector")]
     timestamps = {column.name for column in columns if column.kind == "timestamp"}
     raw = [(index, json.dumps(column.name), column.kind) for index, column in enumerate(columns)
@@ -114,6 +116,9 @@ def write_chunks(chunks, stream):
     written = 0
     for chunk in chunks:
         stream.write(chunk)
+        # Chunks are already large, so flushing each costs nothing and keeps
+        # no more than one chunk in the process.
+        stream.flush()
         written += len(chunk)
     return written
 
@@ -150,7 +155,7 @@ def _arrow_batch(schema, columns, rows):
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def write_parquet(columns, rows, path, metadata=None, batch_rows=PARQUET_BATCH_ROWS):
+def write_parquet(columns, rows, path, metadata=None, batch_rows=None):
     """Write rows to a Parquet file at ``path`` in record batches of ``batch_rows``.
 
     Memory stays at about one batch, because each batch is written and dropped
@@ -158,6 +163,7 @@ def write_parquet(columns, rows, path, metadata=None, batch_rows=PARQUET_BATCH_R
     """
     import pyarrow.parquet as pq
 
+    batch_rows = batch_rows or PARQUET_BATCH_ROWS
     schema = arrow_schema(columns, metadata)
     with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
         batch = []

@@ -1,0 +1,262 @@
+"""The staff export pages: who may use them, streamed downloads and background exports."""
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.urls import reverse
+
+from comparisons.exports.tasks import export_comparisons
+from comparisons.models import Export, Judgment
+from tests.export_dataset import SECRETS, build_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def export_dir(tmp_path, settings):
+    folder = tmp_path / "exports"
+    settings.SALON = {**settings.SALON, "EXPORT_DIR": str(folder)}
+    return folder
+
+
+def make_researcher(username="researcher-1"):
+    user = get_user_model().objects.create_user(username=username, password="x", is_staff=True)
+    group, _created = Group.objects.get_or_create(name="Researchers")
+    group.permissions.add(Permission.objects.get(codename="export_comparisons", content_type__app_label="comparisons"))
+    user.groups.add(group)
+    return user
+
+
+def form_data(**changes):
+    data = {"cohorts": ["painters", "crowd"], "format": "csv", "ties": "on", "skips": "on", "action": "download"}
+    data.update(changes)
+    return data
+
+
+def streamed(response):
+    return b"".join(response.streaming_content)
+
+
+@pytest.fixture
+def researcher_client(client):
+    client.force_login(make_researcher())
+    return client
+
+
+def test_anonymous_sent_to_login(client):
+    response = client.get(reverse("exports:index"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_rater_gets_403_everywhere(client, export_dir):
+    data = build_dataset()
+    client.force_login(data.raters[0])
+    export = Export.objects.create(requested_by=data.raters[0], format="csv", status="finished", file_name="x.csv")
+
+    assert client.get(reverse("exports:index")).status_code == 403
+    assert client.post(reverse("exports:index"), form_data()).status_code == 403
+    assert client.get(reverse("exports:download", args=[export.pk])).status_code == 403
+    assert client.get(reverse("exports:card_md", args=[export.pk])).status_code == 403
+    assert client.get(reverse("exports:taste_models", args=["painters"])).status_code == 403
+
+
+def test_staff_without_permission_gets_403(client):
+    build_dataset()
+    client.force_login(get_user_model().objects.create_user(username="curator", is_staff=True))
+
+    assert client.get(reverse("exports:index")).status_code == 403
+
+
+def test_researcher_sees_form(researcher_client):
+    build_dataset()
+    response = researcher_client.get(reverse("exports:index"))
+
+    assert response.status_code == 200
+    assert b'value="painters"' in response.content
+    assert reverse("exports:taste_models", args=["crowd"]).encode() in response.content
+
+
+def test_superuser_may_export(client):
+    build_dataset()
+    client.force_login(get_user_model().objects.create_superuser(username="root", password="x"))
+
+    assert client.get(reverse("exports:index")).status_code == 200
+
+
+def test_researcher_streams_csv_with_right_rows(researcher_client):
+    build_dataset()
+    response = researcher_client.post(reverse("exports:index"), form_data())
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="salon-painters-crowd-')
+    frame = pd.read_csv(io.BytesIO(streamed(response)))
+    expected = Judgment.objects.filter(
+        comparison__cohort__slug__in=["painters", "crowd"], is_simulated=False
+    ).order_by("id")
+    assert frame["judgment_id"].tolist() == list(expected.values_list("id", flat=True))
+    assert frame["choice"].tolist() == list(expected.values_list("choice", flat=True))
+    assert set(frame["cohort"]) == {"painters", "crowd"}
+
+
+def test_researcher_streams_jsonl_with_filters(researcher_client):
+    build_dataset()
+    response = researcher_client.post(
+        reverse("exports:index"), form_data(format="jsonl", cohorts=["painters"], skips="", include_simulated="on"),
+    )
+
+    rows = [json.loads(line) for line in streamed(response).decode().splitlines()]
+    expected = Judgment.objects.filter(comparison__cohort__slug="painters").exclude(choice="skip").order_by("id")
+    assert [row["judgment_id"] for row in rows] == list(expected.values_list("id", flat=True))
+    assert any(row["is_simulated"] for row in rows)
+
+
+def test_streamed_download_has_no_identifying_values(researcher_client):
+    build_dataset()
+    content = streamed(researcher_client.post(reverse("exports:index"), form_data(features="on", scores="on")))
+
+    for secret in SECRETS["usernames"] + SECRETS["emails"] + SECRETS["participant_ids"]:
+        assert secret.encode() not in content
+
+
+def test_parquet_cannot_stream(researcher_client):
+    build_dataset()
+    response = researcher_client.post(reverse("exports:index"), form_data(format="parquet"))
+
+    assert response.status_code == 200
+    assert b"cannot be streamed" in response.content
+    assert Export.objects.count() == 0
+
+
+def test_empty_range_rejected_by_form(researcher_client):
+    build_dataset()
+    response = researcher_client.post(
+        reverse("exports:index"), form_data(since="2026-11-05T00:00", until="2026-11-01T00:00"),
+    )
+
+    assert response.status_code == 200
+    assert b"The time range is empty" in response.content
+
+
+def test_prepare_queues_task_on_commit(researcher_client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = researcher_client.post(reverse("exports:index"), form_data(format="parquet", action="prepare"))
+
+    assert response.status_code == 302
+    export = Export.objects.get()
+    assert export.status == Export.Status.QUEUED
+    assert export.format == "parquet"
+    assert export.parameters["cohorts"] == ["painters", "crowd"]
+    assert len(callbacks) == 1
+    assert not export_dir.exists() or list(export_dir.iterdir()) == []
+
+
+def test_task_writes_file_and_card(researcher_client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    with django_capture_on_commit_callbacks():
+        researcher_client.post(reverse("exports:index"), form_data(format="parquet", action="prepare", features="on"))
+    export = Export.objects.get()
+
+    assert export_comparisons(export.pk) == 10
+
+    export.refresh_from_db()
+    assert export.status == Export.Status.FINISHED
+    assert export.row_count == 10
+    assert export.counts["painters"] == {"total": 7, "left": 2, "right": 3, "tie": 1, "skip": 1}
+    path = export_dir / export.file_name
+    assert export.size_bytes == path.stat().st_size
+    frame = pd.read_parquet(path)
+    assert len(frame) == 10
+    assert len(frame["left_embedding"][0]) == 8
+    assert json.loads((export_dir / (export.file_name + ".card.json")).read_text())["rows"] == 10
+
+
+def test_task_runs_once(researcher_client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    with django_capture_on_commit_callbacks():
+        researcher_client.post(reverse("exports:index"), form_data(action="prepare"))
+    export = Export.objects.get()
+    export_comparisons(export.pk)
+    first = (export_dir / Export.objects.get().file_name).stat().st_mtime_ns
+
+    assert export_comparisons(export.pk) is None
+    assert (export_dir / Export.objects.get().file_name).stat().st_mtime_ns == first
+
+
+def test_task_records_failure(export_dir):
+    data = build_dataset()
+    export = Export.objects.create(
+        requested_by=data.raters[0], format="csv", parameters={"cohorts": ["gone-since"]},
+    )
+
+    export_comparisons(export.pk)
+
+    export.refresh_from_db()
+    assert export.status == Export.Status.FAILED
+    assert "Unknown cohort 'gone-since'" in export.error
+    assert not export_dir.exists() or list(export_dir.iterdir()) == []
+
+
+def test_finished_export_listed_and_downloadable(researcher_client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    with django_capture_on_commit_callbacks():
+        researcher_client.post(reverse("exports:index"), form_data(format="jsonl", action="prepare"))
+    export = Export.objects.get()
+    export_comparisons(export.pk)
+    export.refresh_from_db()
+
+    page = researcher_client.get(reverse("exports:index"))
+    download = researcher_client.get(reverse("exports:download", args=[export.pk]))
+    card_md = researcher_client.get(reverse("exports:card_md", args=[export.pk]))
+    card_json = researcher_client.get(reverse("exports:card_json", args=[export.pk]))
+
+    assert reverse("exports:download", args=[export.pk]).encode() in page.content
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content) == (export_dir / export.file_name).read_bytes()
+    assert card_md.status_code == 200
+    assert b"# Salon comparisons export" in b"".join(card_md.streaming_content)
+    assert json.loads(b"".join(card_json.streaming_content))["rows"] == 10
+
+
+def test_other_researcher_cannot_download(client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    owner = make_researcher("owner")
+    client.force_login(owner)
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("exports:index"), form_data(action="prepare"))
+    export = Export.objects.get()
+    export_comparisons(export.pk)
+
+    client.force_login(make_researcher("someone-else"))
+
+    assert client.get(reverse("exports:download", args=[export.pk])).status_code == 404
+    assert reverse("exports:download", args=[export.pk]).encode() not in client.get(reverse("exports:index")).content
+
+
+def test_unfinished_export_not_downloadable(researcher_client, export_dir):
+    user = get_user_model().objects.get(username="researcher-1")
+    export = Export.objects.create(requested_by=user, format="csv", parameters={"cohorts": ["x"]})
+
+    assert researcher_client.get(reverse("exports:download", args=[export.pk])).status_code == 404
+
+
+def test_taste_models_download(researcher_client):
+    data = build_dataset()
+    response = researcher_client.get(reverse("exports:taste_models", args=["painters"]))
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="taste-models-painters.json"'
+    document = json.loads(response.content)
+    assert [v["version"] for v in document["cohorts"][0]["versions"]] == [3, 2]
+    assert document["cohorts"][0]["versions"][0]["id"] == data.taste_model.id
+
+
+def test_taste_models_unknown_cohort_404(researcher_client):
+    assert researcher_client.get(reverse("exports:taste_models", args=["nope"])).status_code == 404

@@ -91,3 +91,25 @@ def make_judgment(cohort, rater, left, right, choice="left", reason="random", se
         Judgment.objects.filter(pk=judgment.pk).update(created_at=answered_at)
     judgment.refresh_from_db()
     return judgment
+
+
+def make_file_clip(path, kind=None, caption="", rendition=True, **fields):
+    """Create a ready clip from a real media file; its rendition is the same file unless ``rendition`` is False.
+
+    ``kind`` defaults from the file name: .mp4, .webm, .avi, .mov and .mkv
+    are videos, anything else an image.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    content = path.read_bytes()
+    if kind is None:
+        kind = Clip.Kind.VIDEO if path.suffix.lower() in {".mp4", ".webm", ".avi", ".mov", ".mkv"} else Clip.Kind.IMAGE
+    sha = hashlib.sha256(content + str(next(_counter)).encode()).hexdigest()
+    fields.setdefault("status", Clip.Status.READY)
+    clip = Clip(sha256=sha, kind=kind, original_name=path.name, caption=caption, **fields)
+    clip.original.save(path.name, ContentFile(content), save=False)
+    if rendition:
+        clip.rendition.save(path.name, ContentFile(content), save=False)
+    clip.save()
+    return clip

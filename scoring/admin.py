@@ -1,0 +1,41 @@
+"""Admin pages of the scoring app: read-only views of what the workers computed."""
+
+from django.contrib import admin
+
+from scoring.models import ClipFeatures, TasteModel
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Admin that shows rows but never adds, edits or deletes them.
+
+    Workers write these rows; a hand edit would make stored features or
+    fitted models disagree with the code that produced them.
+    """
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ClipFeatures)
+class ClipFeaturesAdmin(ReadOnlyAdmin):
+    list_display = (
+        "clip", "backbone", "n_frames", "dim", "semantic", "frame_dissimilarity", "flicker", "extract_ms",
+        "created_at",
+    )
+    list_filter = ("backbone",)
+    search_fields = ("clip__original_name", "clip__sha256", "backbone")
+    list_select_related = ("clip",)
+
+
+# NOTE: a minimal read-only listing until the taste-model admin (approve,
+# activate, roll back) replaces it; unregister this class there.
+@admin.register(TasteModel)
+class TasteModelListAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "backbone", "version", "status", "is_active", "n_judgments", "started_at")
+    list_filter = ("backbone", "status", "is_active")

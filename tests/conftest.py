@@ -4,6 +4,9 @@ import shutil
 
 import pytest
 
+# A real Celery worker process, for tests that run tasks for real.
+from tests.worker import celery_worker_factory, celery_worker_process  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def isolated_media_root(settings, tmp_path):

@@ -6,10 +6,10 @@ a :class:`Pair` of clip ids with the reason it was chosen, or an
 names one through :data:`SAMPLERS`, so a smarter sampler (active learning,
 gold pairs, repeats) is one more registered function.
 
-Every sampler obeys the same pairing rules: two different ready clips of the
-cohort's pool, of the same kind (video with video, image with image), from the
-same prompt when ``cohort.same_prompt`` is set, and never a pair this rater has
-already been served in this cohort, in either order.
+Every sampler obeys the same pairing rules. A pair is two different ready
+clips of the cohort's pool, of the same kind (video with video, image with
+image), and from the same prompt when ``cohort.same_prompt`` is set. It is
+never a pair this rater has already been served in this cohort, in either order.
 """
 
 import logging
@@ -76,7 +76,7 @@ def get_sampler(name):
 def draw_pair(cohort, rater, rng=None, exclude=()):
     """Draw the next pair for ``rater`` in ``cohort`` with the cohort's sampler.
 
-    ``exclude`` holds extra ``(id, id)`` pairs to avoid, in any order, such as
+    ``exclude`` contains extra ``(id, id)`` pairs to avoid, in any order, such as
     the pair the rater is looking at now.
     """
     sampler = get_sampler(cohort.sampler)
@@ -119,7 +119,7 @@ def sample_uniform(cohort, rater, rng, exclude=()):
     """Draw a pair uniformly among the valid pairs this rater has not been served.
 
     Two queries whatever the pool size: the ready clips and the rater's served
-    pairs. A group of n clips holds n (n - 1) / 2 pairs, so a group is chosen
+    pairs. A group of n clips contains n (n - 1) / 2 pairs, so a group is chosen
     with that weight and then two distinct clips in it, which makes every valid
     pair equally likely. Draws that hit a served pair are rejected. After
     :data:`REJECTION_ATTEMPTS` misses, an exact draw over the remaining pairs

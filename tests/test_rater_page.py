@@ -46,7 +46,7 @@ def test_compare_page_needs_login(client):
     assert response["Location"].startswith(reverse("login"))
 
 
-def test_compare_page_is_403_for_non_member_with_invite_hint():
+def test_compare_page_403_for_non_member():
     cohort = make_cohort(name="Quiet forms")
 
     response = logged_in(make_rater()).get(reverse("compare", args=[cohort.slug]))
@@ -221,7 +221,7 @@ LOS_ANGELES = zoneinfo.ZoneInfo("America/Los_Angeles")
 @pytest.mark.parametrize(
     "time_zone, answered_local, goal_reached",
     [
-        # 23:59 the evening before in Los Angeles is 07:59 UTC today: not today there.
+        # 23:59 the evening before in Los Angeles (PDT, UTC-7) is 06:59 UTC today, but not today there.
         ("America/Los_Angeles", datetime.datetime(2026, 3, 9, 23, 59), False),
         ("America/Los_Angeles", datetime.datetime(2026, 3, 10, 0, 1), True),
         # The same instant counts as today when the site runs on UTC.

@@ -110,7 +110,7 @@ def test_without_same_prompt_pairs_cross_prompts():
     assert crossing
 
 
-def test_served_pairs_are_never_drawn_again_in_either_order():
+def test_served_pairs_not_redrawn_in_either_order():
     cohort = empty_cohort()
     a, b, c, d = bulk_clips(cohort.pool, 4)
     rater = make_rater(cohort)
@@ -144,7 +144,7 @@ def test_every_pair_served_is_detected_exactly():
     assert sample_uniform(cohort, rater, random.Random(0)) == Exhausted(Exhausted.ALL_JUDGED)
 
 
-def test_pairs_with_clips_gone_from_the_pool_do_not_count_as_served():
+def test_pairs_of_unready_clips_no_longer_count():
     cohort = empty_cohort()
     a, b, c = bulk_clips(cohort.pool, 3)
     rater = make_rater(cohort)

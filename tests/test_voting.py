@@ -55,16 +55,16 @@ def rater_client(client, rater):
 
 
 def test_vote_stores_judgment_and_returns_next_pair(rater_client, cohort, rater):
-    shown = next_pair(rater_client, cohort)["comparison"]
+    served = next_pair(rater_client, cohort)["comparison"]
 
-    response = vote(rater_client, cohort, shown["id"], "right", client_ms=2345)
+    response = vote(rater_client, cohort, served["id"], "right", client_ms=2345)
 
     assert response.status_code == 201
     body = response.json()
     judgment = Judgment.objects.get()
     assert body["judgment"]["id"] == judgment.pk
     assert body["judgment"]["created"] is True
-    assert judgment.comparison_id == shown["id"]
+    assert judgment.comparison_id == served["id"]
     assert judgment.comparison.rater == rater
     assert judgment.comparison.cohort == cohort
     assert judgment.choice == "right"
@@ -72,8 +72,8 @@ def test_vote_stores_judgment_and_returns_next_pair(rater_client, cohort, rater)
     assert judgment.server_ms >= 0
     assert judgment.is_simulated is False
     following = body["next"]["comparison"]
-    assert following["id"] != shown["id"]
-    assert {following["left"]["id"], following["right"]["id"]} != {shown["left"]["id"], shown["right"]["id"]}
+    assert following["id"] != served["id"]
+    assert {following["left"]["id"], following["right"]["id"]} != {served["left"]["id"], served["right"]["id"]}
     assert body["next"]["progress"]["judged_total"] == 1
 
 
@@ -86,7 +86,7 @@ def test_vote_without_client_ms_stores_null(rater_client, cohort):
     assert Judgment.objects.get().client_ms is None
 
 
-def test_vote_for_comparison_served_to_someone_else_is_403(client, cohort, rater):
+def test_vote_on_others_comparison_is_403(client, cohort, rater):
     client.force_login(rater)
     comparison_id = next_pair(client, cohort)["comparison"]["id"]
     intruder = Client()
@@ -99,7 +99,7 @@ def test_vote_for_comparison_served_to_someone_else_is_403(client, cohort, rater
     assert not Judgment.objects.exists()
 
 
-def test_vote_in_cohort_rater_is_not_in_is_403(rater_client, cohort):
+def test_vote_as_non_member_is_403(rater_client, cohort):
     comparison_id = next_pair(rater_client, cohort)["comparison"]["id"]
     other = make_cohort(pool=cohort.pool)
 
@@ -235,7 +235,7 @@ def test_answer_faster_than_min_view_time_is_422(rater_client, cohort):
     assert not Judgment.objects.exists()
 
 
-def test_answer_after_min_view_time_is_stored_with_server_ms(rater_client, cohort):
+def test_slow_answer_stores_server_ms(rater_client, cohort):
     cohort.min_view_ms = 60_000
     cohort.save()
     comparison_id = next_pair(rater_client, cohort)["comparison"]["id"]
@@ -261,12 +261,12 @@ def test_reload_returns_the_same_open_comparison(rater_client, cohort):
 
 
 def test_upcoming_pair_is_served_after_the_vote(rater_client, cohort):
-    shown = next_pair(rater_client, cohort)
-    upcoming = shown["upcoming"]
+    served = next_pair(rater_client, cohort)
+    upcoming = served["upcoming"]
     # Reloading does not draw a different upcoming pair.
     assert next_pair(rater_client, cohort)["upcoming"] == upcoming
 
-    following = vote(rater_client, cohort, shown["comparison"]["id"]).json()["next"]["comparison"]
+    following = vote(rater_client, cohort, served["comparison"]["id"]).json()["next"]["comparison"]
 
     assert following["left"] == upcoming["left"]
     assert following["right"] == upcoming["right"]
@@ -365,7 +365,7 @@ def test_simulated_rater_is_limited_when_exemption_is_off(settings, client, coho
     assert statuses == [201, 201, 429]
 
 
-def test_simulated_rater_keeps_min_view_time_when_exemption_is_off(settings, client, cohort):
+def test_simulated_min_view_without_exemption(settings, client, cohort):
     settings.SALON = {**settings.SALON, "SIMULATED_RATERS_EXEMPT": False}
     cohort.min_view_ms = 60_000
     cohort.save()

@@ -21,7 +21,7 @@ class ActionError(Exception):
 
 
 class EndState:
-    """Why a rater gets no pair, as codes and the messages shown for them."""
+    """End-state codes that stop a rater from getting a pair, and their messages."""
 
     COHORT_CLOSED = "cohort_closed"
     MEMBERSHIP_INACTIVE = "membership_inactive"

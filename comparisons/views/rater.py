@@ -7,6 +7,7 @@ result. JSON errors have the shape ``{"error": {"code": ..., "message": ...}}``.
 
 import functools
 import json
+import logging
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -15,7 +16,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from comparisons.actions import (
     ActionError,
@@ -29,12 +30,15 @@ from comparisons.actions import (
 )
 from comparisons.models import Cohort, Judgment, Membership
 
+logger = logging.getLogger(__name__)
+
 # Largest value Judgment.client_ms holds on every supported database.
 MAX_CLIENT_MS = 2**31 - 1
 LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def json_error(status, code, message, retry_after=None):
+    """Return the JSON error response; its status, code and message are the ones the page shows."""
     response = JsonResponse({"error": {"code": code, "message": str(message)}}, status=status)
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
@@ -42,7 +46,7 @@ def json_error(status, code, message, retry_after=None):
 
 
 def json_login_required(view):
-    """Answer 401 JSON instead of redirecting an anonymous request to the login page."""
+    """Return 401 JSON instead of redirecting an anonymous request to the login page."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -53,7 +57,7 @@ def json_login_required(view):
     return wrapper
 
 
-@require_GET
+@require_safe
 def home(request):
     memberships = []
     if request.user.is_authenticated:
@@ -62,7 +66,7 @@ def home(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def compare(request, slug):
     cohort = get_object_or_404(Cohort, slug=slug)
     try:
@@ -91,14 +95,23 @@ def compare_page_config(request, cohort):
 
 
 @json_login_required
-@require_GET
+@require_safe
 def next_pair(request, slug):
     cohort = get_object_or_404(Cohort, slug=slug)
     try:
         serving = serve_comparison(cohort, request.user)
     except ActionError as error:
-        return json_error(error.status, error.code, error.message, error.retry_after)
+        return rejected(request, cohort, error)
     return JsonResponse(serving_payload(request, serving))
+
+
+def rejected(request, cohort, error):
+    """Log an action's rejection and return it as a JSON error."""
+    logger.info(
+        "Rejected %s %s by user %s in cohort %s: %s (%d)",
+        request.method, request.path, request.user.pk, cohort.pk, error.code, error.status,
+    )
+    return json_error(error.status, error.code, error.message, error.retry_after)
 
 
 @json_login_required
@@ -108,17 +121,17 @@ def vote(request, slug):
     try:
         fields = parse_vote(request.body)
     except ValueError as error:
-        return json_error(400, "invalid_vote", str(error))
+        return rejected(request, cohort, ActionError(400, "invalid_vote", str(error)))
 
     try:
         result = record_judgment(cohort=cohort, rater=request.user, **fields)
     except ActionError as error:
-        return json_error(error.status, error.code, error.message, error.retry_after)
+        return rejected(request, cohort, error)
     # A second transaction: a stored vote stays stored even if serving fails.
     try:
         serving = serve_comparison(cohort, request.user)
     except ActionError as error:
-        return json_error(error.status, error.code, error.message, error.retry_after)
+        return rejected(request, cohort, error)
 
     judgment = result.judgment
     payload = {
@@ -232,6 +245,7 @@ def join(request, token):
     try:
         participant = participant_from_query(request.GET)
     except InvalidParticipant as error:
+        logger.info("Rejected invite link of cohort %s: %s", cohort.pk, error)
         context["message"] = str(error)
         return render(request, "comparisons/join_error.html", context, status=400)
     context["participant"] = participant
@@ -244,6 +258,7 @@ def join(request, token):
     try:
         result = join_cohort(cohort, user, participant)
     except ActionError as error:
+        logger.info("Rejected join of cohort %s by user %s: %s", cohort.pk, user.pk if user else None, error.code)
         context["message"] = str(error.message)
         return render(request, "comparisons/join_error.html", context, status=error.status)
     if user is None or result.user.pk != user.pk:

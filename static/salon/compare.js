@@ -3,7 +3,7 @@
  *
  * The server sends the pair to show (`comparison`) and the pair that will
  * follow it (`upcoming`). The upcoming clips are loaded into hidden elements
- * as soon as the current pair plays; when the vote response names the same
+ * as soon as the current pair plays. When the vote response names the same
  * clips, those elements move into view, so the next pair appears without
  * waiting for the network. The server keeps the promise that `upcoming` is
  * the pair it serves next unless the pool changed in between.

@@ -1,7 +1,7 @@
 """Pair samplers: which two clips a rater judges next.
 
-A sampler is a function ``sampler(cohort, rater, rng, exclude=())`` that returns
-a :class:`Pair` of clip ids with the reason it was chosen, or an
+A sampler is a function ``sampler(cohort, rater, rng, exclude=(), groups=None)``
+that returns a :class:`Pair` of clip ids with the reason it was chosen, or an
 :class:`Exhausted` end state when no valid pair is left. ``Cohort.sampler``
 names one through :data:`SAMPLERS`, so a smarter sampler (active learning,
 gold pairs, repeats) is one more registered function.
@@ -73,22 +73,24 @@ def get_sampler(name):
         ) from None
 
 
-def draw_pair(cohort, rater, rng=None, exclude=()):
+def draw_pair(cohort, rater, rng=None, exclude=(), groups=None):
     """Draw the next pair for ``rater`` in ``cohort`` with the cohort's sampler.
 
     ``exclude`` contains extra ``(id, id)`` pairs to avoid, in any order, such as
-    the pair the rater is looking at now.
+    the pair the rater is looking at now. ``groups`` is the result of
+    :func:`pairable_groups` when the caller already has it, which saves the
+    query when one request draws twice.
     """
     sampler = get_sampler(cohort.sampler)
-    return sampler(cohort, rater, rng or random.Random(), exclude=exclude)
+    return sampler(cohort, rater, rng or random.Random(), exclude=exclude, groups=groups)
 
 
 def _ordered(a, b):
     return (a, b) if a < b else (b, a)
 
 
-def _pairable_groups(cohort):
-    """Return the cohort's ready clip ids grouped by the pairing rule, ids sorted."""
+def pairable_groups(cohort):
+    """Return the cohort's ready clip ids in lists that may be paired, each sorted, none shorter than 2."""
     rows = (
         cohort.pool.clips.filter(status=Clip.Status.READY)
         .order_by("id")
@@ -115,7 +117,7 @@ def _served_pairs(cohort, rater, exclude):
 
 
 @register_sampler("uniform")
-def sample_uniform(cohort, rater, rng, exclude=()):
+def sample_uniform(cohort, rater, rng, exclude=(), groups=None):
     """Draw a pair uniformly among the valid pairs this rater has not been served.
 
     Two queries whatever the pool size: the ready clips and the rater's served
@@ -126,7 +128,8 @@ def sample_uniform(cohort, rater, rng, exclude=()):
     takes O(clips + served pairs) time without listing every pair.
     """
     started = time.monotonic()
-    groups = _pairable_groups(cohort)
+    if groups is None:
+        groups = pairable_groups(cohort)
     if not groups:
         return Exhausted(Exhausted.NOT_ENOUGH_CLIPS)
 

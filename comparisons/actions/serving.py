@@ -25,7 +25,7 @@ from django.utils.crypto import salted_hmac
 
 from comparisons.actions.common import EndState, get_membership, membership_end_state
 from comparisons.models import Clip, Comparison, Judgment
-from comparisons.sampling import Exhausted, draw_pair
+from comparisons.sampling import Exhausted, draw_pair, pairable_groups
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,9 @@ def _open_comparison(cohort, rater):
     )
 
 
-def _draw_ordered(cohort, rater, rng):
+def _draw_ordered(cohort, rater, rng, groups):
     """Draw the next pair and its left/right order, or return an Exhausted end state."""
-    draw = draw_pair(cohort, rater, rng)
+    draw = draw_pair(cohort, rater, rng, groups=groups)
     if isinstance(draw, Exhausted):
         return draw
     if rng.random() < 0.5:
@@ -130,14 +130,16 @@ def serve_comparison(cohort, rater, *, now=None, rng=None):
             return serving
 
         comparison = _open_comparison(cohort, rater)
+        # One query for the pool's ready clips serves both draws below.
+        groups = pairable_groups(cohort)
         if comparison is None:
-            comparison = _create_comparison(cohort, rater, rng)
+            comparison = _create_comparison(cohort, rater, rng, groups)
             if isinstance(comparison, Exhausted):
                 serving.end = comparison.code
                 logger.info("No pair for rater %s in cohort %s: %s", rater.pk, cohort.pk, comparison.code)
                 return serving
         serving.comparison = comparison
-        serving.upcoming = _upcoming_pair(cohort, rater, comparison)
+        serving.upcoming = _upcoming_pair(cohort, rater, comparison, groups)
 
     logger.debug(
         "Served comparison %s to rater %s in cohort %s in %.1f ms",
@@ -157,11 +159,11 @@ def _end_state(cohort, membership, judged_today):
     return None
 
 
-def _create_comparison(cohort, rater, rng):
+def _create_comparison(cohort, rater, rng, groups):
     previous = Comparison.objects.filter(cohort=cohort, rater=rater).order_by("-id").values_list("id", flat=True).first()
     if previous is not None:
         rng = _rng_after(previous)
-    draw = _draw_ordered(cohort, rater, rng or random.Random())
+    draw = _draw_ordered(cohort, rater, rng or random.Random(), groups)
     if isinstance(draw, Exhausted):
         return draw
     left_id, right_id, reason = draw
@@ -171,9 +173,9 @@ def _create_comparison(cohort, rater, rng):
     return Comparison.objects.select_related("left", "right", "left__prompt", "right__prompt").get(pk=comparison.pk)
 
 
-def _upcoming_pair(cohort, rater, comparison):
+def _upcoming_pair(cohort, rater, comparison, groups):
     """Return the clips that will follow ``comparison`` as (left, right), or None."""
-    draw = _draw_ordered(cohort, rater, _rng_after(comparison.pk))
+    draw = _draw_ordered(cohort, rater, _rng_after(comparison.pk), groups)
     if isinstance(draw, Exhausted):
         return None
     left_id, right_id, _reason = draw

@@ -263,11 +263,11 @@ def test_join_does_not_reactivate_flagged_member(client, cohort):
 def test_join_post_needs_csrf_token(cohort):
     browser = Client(enforce_csrf_checks=True)
 
-    refused = browser.post(join_url(cohort))
+    rejected = browser.post(join_url(cohort))
     page = browser.get(join_url(cohort))
     token = page.context["csrf_token"]
     accepted = browser.post(join_url(cohort), {"csrfmiddlewaretoken": str(token)})
 
-    assert refused.status_code == 403
+    assert rejected.status_code == 403
     assert accepted.status_code == 302
     assert Membership.objects.count() == 1

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-# Membership.participant_id, study_id and session_id hold up to 128 characters.
+# Membership.participant_id, study_id and session_id store up to 128 characters.
 ID_MAX_LENGTH = 128
 
 PLATFORM_PARAMETERS = {
@@ -160,6 +160,8 @@ def _choose_account(user, participant):
         .first()
     )
     if owner_membership is not None:
+        # NOTE: anyone who knows a participant id can open that participant's
+        # passwordless account; the recruitment platforms offer no stronger proof.
         owner = owner_membership.user
         if user is None or user.pk == owner.pk or not user.has_usable_password():
             return owner

@@ -33,7 +33,7 @@ from taste_site.conf import salon_settings
 
 logger = logging.getLogger(__name__)
 
-# Largest value a PositiveIntegerField holds on every supported database.
+# Largest value that a PositiveIntegerField can store on every supported database.
 MAX_STORED_MS = 2**31 - 1
 RATE_WINDOW = datetime.timedelta(minutes=1)
 

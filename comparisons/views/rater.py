@@ -32,7 +32,7 @@ from comparisons.models import Cohort, Judgment, Membership
 
 logger = logging.getLogger(__name__)
 
-# Largest value Judgment.client_ms holds on every supported database.
+# Largest value that Judgment.client_ms can store on every supported database.
 MAX_CLIENT_MS = 2**31 - 1
 LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 

@@ -225,6 +225,8 @@ def watch_and_restart(browser, live_server, cohort, cookie):
         "() => Array.from(document.querySelectorAll('#pair video')).every(v => !v.paused && v.currentTime > 0)"
     )
     seen["restart_visible"] = page.is_visible("#restart")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "compare-videos.png"))
 
     page.keyboard.press("ArrowDown")
     wait_for_new_pair(page, pair)

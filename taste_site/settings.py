@@ -31,6 +31,15 @@ ALLOWED_HOSTS = env_list("SALON_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1
 CSRF_TRUSTED_ORIGINS = env_list("SALON_CSRF_TRUSTED_ORIGINS", [])
 SESSION_COOKIE_SECURE = env_bool("SALON_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind a proxy that ends TLS (nginx, a load balancer) Django sees plain HTTP.
+# Trust the proxy's X-Forwarded-Proto only when told that the proxy sets it
+# and strips it from clients; otherwise any client could claim HTTPS.
+if env_bool("SALON_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SALON_SSL_REDIRECT", False)
+# Secure cookies mean the site is served over HTTPS, so browsers may be told
+# to use nothing else. Subdomains are left out: they may be other sites.
+SECURE_HSTS_SECONDS = env_int("SALON_HSTS_SECONDS", 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0, minimum=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -78,7 +87,16 @@ TEMPLATES = [
 # failing with "database is locked" when one upgrades a read lock.
 DATABASE_URL = env_str("DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections save a PostgreSQL connect per request; the health
+    # check replaces a connection the server dropped (restart, failover)
+    # instead of failing the request that finds it.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=env_int("SALON_DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "salon.sqlite3"}}
@@ -157,6 +175,9 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
+# A worker or beat started before the broker keeps trying to connect instead
+# of exiting, so the processes of a deployment may start in any order.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
@@ -192,9 +213,21 @@ SALON = {
     "SCHEDULER_INTERVAL_SECONDS": env_int("SALON_SCHEDULER_INTERVAL_SECONDS", 300, minimum=5),
     "REFIT_STALE_MINUTES": env_int("SALON_REFIT_STALE_MINUTES", 60, minimum=1),
     "REFIT_SEED": env_int("SALON_REFIT_SEED", 0, minimum=0),
+    "REFIT_MIN_NEW_JUDGMENTS": env_int("SALON_REFIT_MIN_NEW_JUDGMENTS", 10, minimum=1),
     "PSEUDONYM_SECRET": env_str("SALON_PSEUDONYM_SECRET", ""),
     "EXPORT_DIR": env_str("SALON_EXPORT_DIR", str(VAR_DIR / "exports")),
     "EXPORT_LICENCE": env_str("SALON_EXPORT_LICENCE", ""),
+}
+
+# Celery beat sends the refit scheduler every SALON_SCHEDULER_INTERVAL_SECONDS.
+# A scheduler message that waited a whole interval is dropped: the next one
+# plans from fresher counts.
+CELERY_BEAT_SCHEDULE = {
+    "schedule-refits": {
+        "task": "scoring.tasks.scheduler.schedule_refits",
+        "schedule": float(SALON["SCHEDULER_INTERVAL_SECONDS"]),
+        "options": {"queue": "default", "expires": float(SALON["SCHEDULER_INTERVAL_SECONDS"])},
+    },
 }
 
 LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")

@@ -15,3 +15,8 @@ os.environ.setdefault("SALON_PSEUDONYM_SECRET", "test-pseudonym-secret")
 from taste_site.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# WhiteNoise warns on every request when STATIC_ROOT is missing; tests serve
+# static files through the finders instead of collectstatic.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+WHITENOISE_USE_FINDERS = True

@@ -113,3 +113,16 @@ def make_file_clip(path, kind=None, caption="", rendition=True, **fields):
         clip.rendition.save(path.name, ContentFile(content), save=False)
     clip.save()
     return clip
+
+
+def make_features(clip, embedding, backbone="handcrafted:v1", semantic=None, frame_dissimilarity=0.0, flicker=0.0):
+    """Store ClipFeatures for ``clip`` with the given mean ``embedding`` (normalised here) and one frame."""
+    from scoring.models import ClipFeatures, array_to_bytes
+
+    vector = np.asarray(embedding, dtype=np.float64)
+    vector = vector / np.linalg.norm(vector)
+    return ClipFeatures.objects.create(
+        clip=clip, backbone=backbone, n_frames=1, dim=vector.size,
+        frame_embeddings=array_to_bytes(vector[None, :]), mean_embedding=array_to_bytes(vector),
+        semantic=semantic, frame_dissimilarity=frame_dissimilarity, flicker=flicker,
+    )

@@ -6,4 +6,4 @@ No module here imports torch at import time, so the prefork parent never
 loads a model.
 """
 
-from scoring.tasks import features  # noqa: F401
+from scoring.tasks import features, refit, scheduler  # noqa: F401

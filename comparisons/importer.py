@@ -1,10 +1,11 @@
 """Import media files as clips: probe, store the original, create the row, enqueue processing.
 
 Both ``manage.py import_clips`` and the admin import page call
-:class:`Importer`. For each file it computes the sha256, probes the file
-(kind, size, duration, codec, whether a browser plays it as is), copies the
-original into storage under its sha256, creates a pending :class:`Clip` and
-enqueues :func:`comparisons.tasks.process_clip` once the row is committed.
+:class:`Importer`. For each file it computes the sha256 and probes the file
+(kind, size, duration, codec, whether a browser plays it as is). It then
+copies the original into storage under its sha256, creates a pending
+:class:`Clip` and enqueues :func:`comparisons.tasks.process_clip` once the
+row is committed.
 A file that cannot be used gets one line with its path and the reason, and
 a failed clip row when it could be read and hashed; the import goes on.
 
@@ -93,7 +94,7 @@ class CaptionTable:
 
 @dataclass
 class Outcome:
-    """What happened to one file."""
+    """The result of importing one file: status, display path, message and clip id."""
 
     status: str
     display: str
@@ -407,10 +408,18 @@ class Importer:
             # are relative to the upload folder, not to its own.
             return self.import_folder(folder, captions, captions_base=folder)
 
+    def import_folder_with_uploaded_captions(self, folder, captions_upload=None):
+        """Import ``folder`` with an uploaded caption CSV whose paths are relative to ``folder``."""
+        if captions_upload is None:
+            return self.import_folder(folder)
+        with tempfile.TemporaryDirectory(prefix="salon-captions-") as captions_folder:
+            captions = save_uploads([captions_upload], captions_folder)[0]
+            return self.import_folder(folder, captions, captions_base=folder)
+
     # One file
 
     def import_file(self, path, display, metadata=None, explicit=False):
-        """Import one file and return its Outcome; the report and emit see it too."""
+        """Import one file, record its Outcome in the report, pass its line to ``emit`` and return it."""
         path = Path(path)
         if not path.is_file():
             if not explicit and media.extension_kind(path) is None:

@@ -1,7 +1,7 @@
 """Probe, check and convert media files with Pillow and the ffmpeg of imageio-ffmpeg.
 
-Everything here works on local file paths and knows nothing about clips or
-the database: :mod:`comparisons.importer` probes files with it and
+Everything here works on local file paths and uses neither clips nor the
+database: :mod:`comparisons.importer` probes files with it and
 :mod:`comparisons.tasks` makes renditions and posters with it. A file that
 cannot be used raises :class:`MediaError`, whose message names the file's
 problem and the fix.
@@ -59,12 +59,12 @@ POSTER_QUALITY = 85
 
 
 class MediaError(Exception):
-    """A file that cannot be imported or converted; the message says why and what to do."""
+    """A file that cannot be imported or converted; the message gives the reason and the fix."""
 
 
 @dataclass
 class MediaInfo:
-    """What a probe found out about one media file."""
+    """Probe results for one media file."""
 
     kind: str
     width: int
@@ -135,8 +135,8 @@ def media_kind(path, head):
     """Return the kind to import ``path`` as, or None when it is not a media file.
 
     The content decides when it has a known signature, so ``photo.mp4``
-    holding a JPEG is an image. Otherwise the extension decides, and the
-    probe later rejects a ``.mp4`` that holds text instead of ignoring it.
+    containing a JPEG is an image. Otherwise the extension decides, and the
+    probe later rejects a ``.mp4`` that contains text instead of ignoring it.
     """
     sniffed = sniff_format(head)
     if sniffed is not None:
@@ -335,6 +335,7 @@ def parse_ffmpeg_summary(stderr):
     stream = _VIDEO_STREAM.search(stderr)
     if stream is None:
         return None
+
     fields = _split_top_level(stream.group(1))
     codec = fields[0].split()[0]
     pixel_format = fields[1].split("(")[0] if len(fields) > 1 else ""
@@ -347,11 +348,13 @@ def parse_ffmpeg_summary(stderr):
         rate = _FPS.match(field)
         if rate and fps is None:
             fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
+
     duration = None
     found = _DURATION.search(stderr)
     if found:
         hours, minutes, seconds = found.groups()
         duration = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
     container = _INPUT.search(stderr)
     rotation = _ROTATION.search(stderr[stream.start():])
     return StreamSummary(
@@ -367,10 +370,22 @@ def parse_ffmpeg_summary(stderr):
     )
 
 
-def _ffmpeg_error_line(stderr):
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    useful = [line for line in lines if "output file" not in line.lower()]
-    return (useful or lines or [""])[-1]
+_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
+# Follow-up lines that repeat an earlier error as a bare return code.
+_NOISE = ("Terminating thread", "Task finished with error code", "Error number", "output file must be specified")
+
+
+def _ffmpeg_error_line(stderr, max_chars=400):
+    """Return the first and last distinct error messages in ffmpeg's ``stderr``, without log prefixes."""
+    messages = []
+    for line in stderr.splitlines():
+        message = _LOG_PREFIX.sub("", line.strip()).strip()
+        if message and message not in messages and not any(noise in message for noise in _NOISE):
+            messages.append(message)
+    if not messages:
+        return _("no message")
+    text = messages[0] if len(messages) == 1 else "%s ... %s" % (messages[0], messages[-1])
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 def read_stream_summary(path, timeout=PROBE_TIMEOUT_SECONDS):
@@ -382,7 +397,7 @@ def read_stream_summary(path, timeout=PROBE_TIMEOUT_SECONDS):
     command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)]
     try:
         # Without an output file ffmpeg exits with 1 after the summary, so
-        # the return code says nothing here; the summary does.
+        # only the summary shows whether it could read the file.
         result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise MediaError(_("ffmpeg took more than %(seconds)d s to open the file.") % {"seconds": timeout}) from None
@@ -494,6 +509,13 @@ def probe_video(path, head, max_seconds, max_pixels):
         )
     if summary.width <= 0 or summary.height <= 0:
         raise MediaError(_("ffmpeg finds no frame size in the video stream."))
+    if summary.pixel_format in ("", "none"):
+        # ffmpeg reports the pixel format of the first decoded frame, so
+        # "none" means it could not decode even one.
+        raise MediaError(
+            _("ffmpeg cannot decode the %(codec)s video stream: not one frame decodes. The file is damaged.")
+            % {"codec": summary.codec}
+        )
     if summary.width * summary.height > max_pixels:
         raise MediaError(
             _("The video is %(width)d x %(height)d = %(pixels)s pixels per frame, over the limit of %(limit)s "

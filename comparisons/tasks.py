@@ -2,8 +2,8 @@
 
 The importer stores the original and enqueues :func:`process_clip` on the
 ``default`` queue. The task makes a browser rendition (videos only), a JPEG
-poster for every clip, marks the clip ready or failed, and then asks the
-``gpu`` queue for the clip's features by task name, so this module never
+poster for every clip and marks the clip ready or failed. A ready clip's
+feature task is then sent to the ``gpu`` queue by name, so this module never
 imports torch.
 """
 
@@ -112,11 +112,10 @@ def build_outputs(clip, workdir):
         if not clip.is_video:
             media.image_poster(original, poster_file, max_width)
             rendition_name, action = clip.original.name, "kept"
-            poster_source_duration = None
         else:
-            info = media.probe_video(
-                original, media.read_head(original), float("inf"), float("inf"),
-            )
+            # The import checked the limits already; this probe only decides
+            # between keeping, remuxing and transcoding.
+            info = media.probe_video(original, media.read_head(original), float("inf"), float("inf"))
             rendition_file = workdir / (stem + ".mp4")
             if media.needs_transcode(info, max_width):
                 media.transcode_video(original, rendition_file, max_width, timeout)
@@ -134,8 +133,7 @@ def build_outputs(clip, workdir):
                 media.check_rendition(rendition_file, max_width)
                 rendition_name = store_file(clip.rendition, clip, upload_rendition, rendition_file, stem + ".mp4")
                 rendition_path = rendition_file
-            poster_source_duration = info.duration
-            media.video_poster(rendition_path, poster_file, poster_source_duration, max_width, timeout)
+            media.video_poster(rendition_path, poster_file, info.duration, max_width, timeout)
     poster_name = store_file(clip.poster, clip, upload_poster, poster_file, stem + ".jpg")
     return rendition_name, poster_name, action
 

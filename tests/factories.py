@@ -126,3 +126,49 @@ def make_features(clip, embedding, backbone="handcrafted:v1", semantic=None, fra
         frame_embeddings=array_to_bytes(vector[None, :]), mean_embedding=array_to_bytes(vector),
         semantic=semantic, frame_dissimilarity=frame_dissimilarity, flicker=flicker,
     )
+
+
+def png_declaring(width, height):
+    """Return a small PNG whose IHDR declares ``width`` x ``height`` pixels.
+
+    Only the header is large: the single IDAT chunk holds one compressed
+    row, so the file is a few dozen bytes and decoding it would fail.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
+
+
+def video_file(path, width=64, height=48, frames=12, fps=12, codec=("-c:v", "libx264", "-pix_fmt", "yuv420p"),
+               audio=False, faststart=True, seed=None):
+    """Write a short video of moving noise to ``path`` with the ffmpeg ``codec`` arguments; return ``path``.
+
+    ``audio`` adds a silent AAC (MP4) or PCM (other containers) track;
+    ``faststart`` puts an MP4's ``moov`` box before ``mdat``.
+    """
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng(next(_counter) if seed is None else seed)
+    raw = rng.integers(0, 256, size=(frames, height, width, 3), dtype=np.uint8).tobytes()
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+    ]
+    if audio:
+        command += ["-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-shortest"]
+    command += list(codec)
+    if audio:
+        command += ["-c:a", "aac" if str(path).endswith((".mp4", ".mov", ".m4v")) else "pcm_s16le"]
+    if faststart and str(path).endswith((".mp4", ".mov", ".m4v")):
+        command += ["-movflags", "+faststart"]
+    command.append(str(path))
+    subprocess.run(command, input=raw, check=True)
+    return path

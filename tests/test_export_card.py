@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def out(tmp_path):
-    """An empty folder for export files (tmp_path also holds the test's MEDIA_ROOT)."""
+    """An empty folder for export files (tmp_path also contains the test's MEDIA_ROOT)."""
     folder = tmp_path / "exports"
     folder.mkdir()
     return folder

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def out(tmp_path):
-    """An empty folder for export files (tmp_path also holds the test's MEDIA_ROOT)."""
+    """An empty folder for export files (tmp_path also contains the test's MEDIA_ROOT)."""
     folder = tmp_path / "exports"
     folder.mkdir()
     return folder
@@ -134,6 +134,7 @@ def fail_after(monkeypatch, folder, n_rows):
     monkeypatch.setattr(ExportRows, "__iter__", failing)
     monkeypatch.setattr(writers, "CHUNK_BYTES", 64)
     monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 2)
+    monkeypatch.setattr(writers, "PARQUET_VECTOR_BATCH_ROWS", 2)
     return sizes
 
 
@@ -145,7 +146,8 @@ def test_failure_mid_write_leaves_no_file(out, monkeypatch, file_format):
     with pytest.raises(RuntimeError, match="mid-export"):
         run("--cohort", "painters", "--output", str(out / f"out.{file_format}"))
 
-    assert len(sizes) == 1 and sizes[0] > 0
+    assert len(sizes) == 1
+    assert sizes[0] > 0
     assert list(out.iterdir()) == []
 
 

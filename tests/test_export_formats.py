@@ -52,11 +52,8 @@ def read_back(path, file_format):
     """Read an export into dicts of Python values, decoding each text encoding by column kind."""
     if file_format == "jsonl":
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        kinds = None
     elif file_format == "csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        records = frame.to_dict("records")
-        kinds = {}
+        records = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
     else:
         frame = pd.read_parquet(path)
         records = [{key: _clean(value) for key, value in record.items()} for record in frame.to_dict("records")]
@@ -309,11 +306,12 @@ def test_backbone_defaults_to_active_taste_model(tmp_path):
     assert {row["left_backbone"] for row in rows} == {BACKBONE}
 
 
-def test_explicit_backbone_with_partial_features(tmp_path):
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_explicit_backbone_with_partial_features(tmp_path, file_format):
     data = build_dataset()
-    path = export(tmp_path, "jsonl", "--cohort", "painters", "--features", "--scores", "--backbone", OTHER_BACKBONE)
+    path = export(tmp_path, file_format, "--cohort", "painters", "--features", "--scores", "--backbone", OTHER_BACKBONE)
 
-    rows = read_back(path, "jsonl")
+    rows = read_back(path, file_format)
 
     expected = [
         expected_row(j, features=True, scores=True, backbone=OTHER_BACKBONE)
@@ -332,3 +330,32 @@ def test_scores_empty_for_cohort_without_active_model(tmp_path):
     for row in rows:
         by_cohort.setdefault(row["cohort"], set()).add(row["taste_model_id"])
     assert by_cohort == {"painters": {data.taste_model.id}, "crowd": {None}}
+
+
+def test_csv_vector_cells_parse_like_csv_module():
+    """Embeddings spliced into CSV rows read back exactly as csv.writer's own output would."""
+    import csv
+    import io
+
+    from comparisons.exports.schema import Column
+    from comparisons.exports.writers import Vector, csv_chunks
+
+    columns = [
+        Column("first", "vector", ""), Column("caption", "str", ""), Column("second", "vector", ""),
+        Column("third", "vector", ""), Column("n", "int", ""), Column("last", "vector", ""),
+    ]
+    vector = Vector.from_array([0.1, -2.5, 3e-7])
+    rows = [
+        (vector, 'a "quoted", multi\nline caption', None, vector, 7, None),
+        (None, "", vector, None, None, vector),
+    ]
+
+    written = b"".join(csv_chunks(columns, rows)).decode()
+
+    reference = io.StringIO()
+    csv.writer(reference, lineterminator="\n").writerows(
+        [[c.name for c in columns]]
+        + [[cell.json if isinstance(cell, Vector) else cell for cell in row] for row in rows]
+    )
+    assert list(csv.reader(io.StringIO(written))) == list(csv.reader(io.StringIO(reference.getvalue())))
+    assert json.loads(list(csv.reader(io.StringIO(written)))[1][0]) == [0.1, -2.5, 3e-7]

@@ -1,4 +1,4 @@
-"""What the export pages do: queue a background export, or stream one into a response."""
+"""Export page actions: queue a background export, or stream one into a response."""
 
 import logging
 from functools import partial

@@ -56,7 +56,7 @@ def _cohort_entry(rows, context):
             "same_prompt": cohort.same_prompt,
         },
         "sampler": cohort.sampler,
-        "sampler_description": str(cohort.Sampler(cohort.sampler).label),
+        "sampler_description": str(cohort.get_sampler_display()),
         "weights_mode": cohort.weights_mode,
         "declared_weights": (
             {"alpha": cohort.alpha, "beta": cohort.beta, "gamma": cohort.gamma} if declared else None

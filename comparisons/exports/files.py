@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ExportResult:
-    """What one finished export wrote."""
+    """Paths, row count, size and card of one finished export."""
 
     path: Path
     card_markdown_path: Path
@@ -138,7 +138,7 @@ def export_to_path(options, output, *, overwrite=False, pseudonymizer=None):
         _fsync(json_tmp)
         _fsync(markdown_tmp)
 
-        # Cards first and data last: whoever sees the data file also finds its cards.
+        # Cards first and data last, so a reader who finds the data file also finds its cards.
         for source, target in ((json_tmp, json_path), (markdown_tmp, markdown_path), (data_tmp, output)):
             os.replace(source, target)
             temporary.remove(source)

@@ -1,4 +1,4 @@
-"""What a comparisons export is asked for, and the checks that run before any file is written."""
+"""Export requests, with the checks that run before any file is written."""
 
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
@@ -39,14 +39,16 @@ def format_time(value):
     """Return an aware datetime as ISO 8601 in UTC with a Z suffix, or None."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if value.tzinfo is not timezone.utc:  # database values are already in UTC, so they skip the conversion
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
 class ExportOptions:
     """The parameters of one export, shared by the command, the web form and the task.
 
-    ``since`` is inclusive and ``until`` exclusive, both on the time the answer
+    ``since`` is inclusive and ``until`` exclusive, both on the time the judgment
     was stored. ``licence`` None means the ``SALON_EXPORT_LICENCE`` setting.
     """
 

@@ -1,4 +1,4 @@
-"""Who may export: active staff with the ``comparisons.export_comparisons`` permission.
+"""Export access: active staff with the ``comparisons.export_comparisons`` permission.
 
 Grant the permission to the Researchers group in the admin; superusers have it
 implicitly. Raters are never staff, so they can never export.
@@ -18,7 +18,7 @@ def can_export(user):
 
 
 def export_permission_required(view):
-    """Send anonymous users to the login page and answer 403 to users who may not export."""
+    """Send anonymous users to the login page and return 403 to users who may not export."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):

@@ -1,13 +1,13 @@
 """Rows of a comparisons export, read from the database with a streaming iterator.
 
 Judgments are read with ``QuerySet.iterator`` in id order, so memory does not
-grow with the number of judgments. What repeats across rows (clip metadata,
-features, scores, memberships, pseudonyms) is loaded once into dictionaries
-keyed by id; those grow with the pools and raters, not with the judgments.
+grow with the number of judgments. Values that repeat across rows (clip metadata,
+features, scores, memberships, pseudonyms) are loaded once into dictionaries
+keyed by id. Those dictionaries grow with the pools and raters, not with the
+judgments.
 """
 
 import json
-import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -20,8 +20,6 @@ from comparisons.exports.schema import columns_for
 from comparisons.exports.writers import Vector
 from comparisons.models import Clip, Comparison, Judgment, Membership
 from scoring.models import ClipFeatures, ClipScore, TasteModel
-
-logger = logging.getLogger(__name__)
 
 # Rows fetched per database round trip by the streaming iterator.
 ITERATOR_CHUNK_ROWS = 5000
@@ -38,7 +36,7 @@ def encode_json(value):
 
 @dataclass
 class ClipInfo:
-    """What an export writes about one clip, encoded once."""
+    """The cells an export writes about one clip, encoded once, with its licence and credit."""
 
     cells: tuple
     licence: str
@@ -70,9 +68,10 @@ class ExportStats:
 def resolve_backbone(cohort, requested=""):
     """Return the feature backbone to export for ``cohort``.
 
-    The requested one when given; else that of the cohort's active taste model
-    (the newest if several backbones have one); else the backbone with features
-    for the most clips of the cohort's pool; None when no clip has features.
+    A requested backbone wins. Otherwise it is the backbone of the cohort's
+    active taste model (the newest, if several backbones have one). Without an
+    active model it is the backbone with features for the most clips of the
+    cohort's pool, and None when no clip has features.
     """
     if requested:
         return requested

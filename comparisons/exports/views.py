@@ -52,7 +52,7 @@ def index(request):
 
 def _finished_export(request, pk):
     export = get_object_or_404(Export, pk=pk, status=Export.Status.FINISHED)
-    # Exports can carry platform ids, so each stays with whoever asked for it.
+    # Exports can contain platform ids, so only the requesting user (or a superuser) may download one.
     if export.requested_by_id != request.user.pk and not request.user.is_superuser:
         raise Http404
     name = export.file_name

@@ -9,7 +9,6 @@ than once per row.
 import csv
 import io
 import json
-from typing import NamedTuple
 
 import numpy as np
 
@@ -19,19 +18,31 @@ from comparisons.exports.options import format_time
 # overhead vanishes, small enough that memory stays flat.
 CHUNK_BYTES = 256 * 1024
 PARQUET_BATCH_ROWS = 16_384
+# Rows per batch when rows carry embeddings: two 512-float vectors make a row
+# about 4 KB in Arrow (and several times that as Python objects before), so
+# smaller batches keep the peak memory near that of plain rows.
+PARQUET_VECTOR_BATCH_ROWS = 2_048
 
 
-class Vector(NamedTuple):
-    """A float32 vector with its JSON text, encoded once and shared by every row that uses it."""
+class Vector:
+    """A float32 vector shared by every row that uses it, with its JSON text made once on first use."""
 
-    json: str
-    values: np.ndarray
+    __slots__ = ("values", "_json")
+
+    def __init__(self, values):
+        self.values = values
+        self._json = None
 
     @classmethod
     def from_array(cls, array):
-        values = np.ascontiguousarray(array, dtype=np.float32)
-        # str() of a numpy float32 is the shortest text that reads back to the same float32.
-        return cls("[" + ",".join(str(value) for value in values) + "]", values)
+        return cls(np.ascontiguousarray(array, dtype=np.float32))
+
+    @property
+    def json(self):
+        if self._json is None:
+            # str() of a numpy float32 is the shortest text that reads back to the same float32.
+            self._json = "[" + ",".join(str(value) for value in self.values) + "]"
+        return self._json
 
 
 def _bool_text(value):
@@ -52,21 +63,55 @@ def csv_chunks(columns, rows, chunk_bytes=None):
             converters.append((index, format_time))
         elif column.kind == "bool":
             converters.append((index, _bool_text))
-        elif column.kind == "vector":
-            converters.append((index, lambda vector: vector.json if vector is not None else None))
+    vector_indexes = [index for index, column in enumerate(columns) if column.kind == "vector"]
+    write_row = _vector_row_writer(buffer, len(columns), vector_indexes) if vector_indexes else writer.writerow
 
     for row in rows:
         if converters:
             row = list(row)
             for index, convert in converters:
                 row[index] = convert(row[index])
-        writer.writerow(row)
+        write_row(row)
         if buffer.tell() >= chunk_bytes:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue().encode()
+
+
+def _vector_row_writer(buffer, n_columns, vector_indexes):
+    """Return a function that writes one CSV row whose ``vector_indexes`` cells are :class:`Vector`.
+
+    csv.writer scans every character of a field, so long embeddings would
+    dominate the time. Their JSON text contains no quote, so it is wrapped in
+    quotes as it is and spliced between the other fields, which csv.writer
+    encodes as usual.
+    """
+    segment_buffer = io.StringIO()
+    # The line terminator must stay "\n": csv.writer quotes fields that contain
+    # its characters, so an empty terminator would leave newlines in captions bare.
+    segment_writer = csv.writer(segment_buffer, lineterminator="\n")
+    bounds = list(zip([-1, *vector_indexes], [*vector_indexes, n_columns]))
+
+    def encode(segment):
+        segment_buffer.seek(0)
+        segment_buffer.truncate()
+        segment_writer.writerow(segment)
+        return segment_buffer.getvalue()[:-1]
+
+    def write_row(row):
+        pieces = []
+        for start, stop in bounds:
+            if stop - start > 1:
+                pieces.append(encode(row[start + 1:stop]))
+            if stop < n_columns:
+                vector = row[stop]
+                pieces.append("" if vector is None else '"' + vector.json + '"')
+        buffer.write(",".join(pieces))
+        buffer.write("\n")
+
+    return write_row
 
 
 def jsonl_chunks(columns, rows, chunk_bytes=None):
@@ -150,20 +195,38 @@ def _arrow_batch(schema, columns, rows):
     arrays = []
     for index, (column, values) in enumerate(zip(columns, zip(*rows))):
         if column.kind == "vector":
-            values = [None if value is None else value.values for value in values]
-        arrays.append(pa.array(values, type=schema.field(index).type))
+            arrays.append(_arrow_vectors(values))
+        else:
+            arrays.append(pa.array(values, type=schema.field(index).type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _arrow_vectors(values):
+    """Return a list<float32> array built from one concatenated buffer, not one Python list per row."""
+    import pyarrow as pa
+
+    lengths = [0 if value is None else len(value.values) for value in values]
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [value.values for value in values if value is not None]
+    flat = np.concatenate(present) if present else np.empty(0, dtype=np.float32)
+    mask = pa.array([value is None for value in values]) if len(present) < len(values) else None
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(flat, type=pa.float32()), type=pa.list_(pa.float32()), mask=mask
+    )
 
 
 def write_parquet(columns, rows, path, metadata=None, batch_rows=None):
     """Write rows to a Parquet file at ``path`` in record batches of ``batch_rows``.
 
     Memory stays at about one batch, because each batch is written and dropped
-    before the next is read.
+    before the next is read. Each batch becomes one Parquet row group.
     """
     import pyarrow.parquet as pq
 
-    batch_rows = batch_rows or PARQUET_BATCH_ROWS
+    if not batch_rows:
+        has_vectors = any(column.kind == "vector" for column in columns)
+        batch_rows = PARQUET_VECTOR_BATCH_ROWS if has_vectors else PARQUET_BATCH_ROWS
     schema = arrow_schema(columns, metadata)
     with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
         batch = []

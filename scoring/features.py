@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FeatureRun:
-    """What one :func:`compute_features` call did, by clip id."""
+    """Outcome of one :func:`compute_features` call, by clip id."""
 
     backbone: str
     written: list = field(default_factory=list)
@@ -34,13 +34,15 @@ class FeatureRun:
     not_ready: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)
     frames: int = 0
+    decode_ms: int = 0
+    encode_ms: int = 0
     ms: int = 0
 
     def as_dict(self):
         return {
             "backbone": self.backbone, "written": self.written, "existing": self.existing,
             "not_ready": self.not_ready, "failed": {str(key): value for key, value in self.failed.items()},
-            "frames": self.frames, "ms": self.ms,
+            "frames": self.frames, "decode_ms": self.decode_ms, "encode_ms": self.encode_ms, "ms": self.ms,
         }
 
 
@@ -187,6 +189,7 @@ def compute_features(clip_ids, backbone=None, force=False):
         clips = {clip_id: clip for clip_id, clip in clips.items() if clip_id not in done}
 
     decoded, todo = [], []
+    decode_started = time.perf_counter()
     for clip_id, clip in clips.items():
         try:
             decoded.append(decode_clip(clip))
@@ -194,9 +197,12 @@ def compute_features(clip_ids, backbone=None, force=False):
         except DecodeError as error:
             run.failed[clip_id] = str(error)
             logger.warning("Skipped clip %d: %s", clip_id, error)
+    run.decode_ms = round((time.perf_counter() - decode_started) * 1000)
 
     if todo:
+        encode_started = time.perf_counter()
         results = embed_decoded(model, decoded, [clip_text(clip) for clip in todo])
+        run.encode_ms = round((time.perf_counter() - encode_started) * 1000)
         for clip, result in zip(todo, results):
             if _store(clip, model, result):
                 run.written.append(clip.pk)
@@ -206,9 +212,10 @@ def compute_features(clip_ids, backbone=None, force=False):
 
     run.ms = round((time.perf_counter() - started) * 1000)
     logger.info(
-        "Features with %s: wrote %d clips (%d frames) in %d ms; skipped %d with features, "
-        "%d missing or not ready, %d failed",
-        model.name, len(run.written), run.frames, run.ms, len(run.existing), len(run.not_ready), len(run.failed),
+        "Features with %s: wrote %d clips (%d frames) in %d ms (decode %d ms, encode %d ms); "
+        "skipped %d with features, %d missing or not ready, %d failed",
+        model.name, len(run.written), run.frames, run.ms, run.decode_ms, run.encode_ms,
+        len(run.existing), len(run.not_ready), len(run.failed),
     )
     return run
 

@@ -1,10 +1,10 @@
 """Decode the frames that the feature backbones see, and measure flicker.
 
-A video gives ``FRAMES_PER_CLIP`` evenly spaced RGB frames at native size,
-with the short side capped at :data:`MAX_SHORT_SIDE` (scaled, never squashed),
-and its flicker: the mean absolute luminance change between consecutive
-frames decoded at the fixed rate ``FLICKER_FPS`` on small grayscale frames.
-An image gives one frame and a flicker of 0.
+A video gives ``FRAMES_PER_CLIP`` evenly spaced RGB frames at native size.
+Their short side is capped at :data:`MAX_SHORT_SIDE` by scaling, never by
+squashing. It also gives its flicker, the mean absolute luminance change
+between consecutive small grayscale frames decoded at the fixed rate
+``FLICKER_FPS``. An image gives one frame and a flicker of 0.
 
 Everything runs through the ffmpeg binary shipped with ``imageio-ffmpeg``
 and Pillow; nothing here imports torch, so the web process may import it.
@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,8 @@ MAX_SHORT_SIDE = 448
 FLICKER_SIZE = 64
 
 # One ffmpeg pass that decodes the whole file picks the frames of a short
-# video and measures its flicker; above this duration, one input seek per
-# frame (with a short flicker window each) is cheaper. Measured on a 2-vCPU
+# video and measures its flicker. Above this duration, one input seek per
+# frame, each with a short flicker window, is cheaper. Measured on a 2-vCPU
 # machine for 8 frames of 640x480 H.264 at FLICKER_FPS 8: the single pass took
 # 0.21, 0.36, 0.70, 1.09 and 9.1 s for 12, 24, 48, 77 and 612 s of video;
 # the seeks took 0.64 to 1.06 s whatever the length.
@@ -66,7 +66,7 @@ class DecodeError(Exception):
 class DecodedClip:
     """The frames and flicker of one clip.
 
-    ``frames`` holds RGB ``uint8`` arrays of shape ``(height, width, 3)`` in
+    ``frames`` contains RGB ``uint8`` arrays of shape ``(height, width, 3)`` in
     time order; ``method`` says how they were read (``image``, ``select`` or
     ``seek``).
     """
@@ -76,7 +76,6 @@ class DecodedClip:
     method: str = "image"
     duration: float = 0.0
     decode_ms: int = 0
-    timestamps: list = field(default_factory=list)
 
 
 def ffmpeg_exe():
@@ -216,7 +215,7 @@ def decode_video(path, count=None, flicker_fps=None, timeout=None):
 
     return DecodedClip(
         frames=frames, flicker=flicker, method=method, duration=duration,
-        decode_ms=round((time.perf_counter() - started) * 1000), timestamps=times[: len(frames)],
+        decode_ms=round((time.perf_counter() - started) * 1000),
     )
 
 

@@ -168,7 +168,7 @@ def test_tiny_clip_embeds_frames_and_texts(tiny_clip):
     assert not np.allclose(images[0], images[1])
 
 
-def test_tiny_clip_results_do_not_depend_on_encoder_batch(settings, tiny_config_path):
+def test_tiny_clip_batch_size_independent(settings, tiny_config_path):
     frames = [checkerboard(square=s) for s in (2, 4, 8, 16, 32)] + [flat(50), flat((0, 90, 200))]
     settings.SALON = tiny_salon_settings(tiny_config_path, ENCODER_BATCH_FRAMES=32)
     whole = get_backbone("clip").embed_frames(frames)

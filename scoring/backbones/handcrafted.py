@@ -141,12 +141,14 @@ def image_statistics(frame):
     Returns
     -------
     dict
-        ``exposure`` (mean luma, 0-1), ``contrast`` (RMS contrast: standard
-        deviation of luma), ``colourfulness`` (Hasler-Süsstrunk, 0-255 scale),
-        ``saturation`` (mean HSV saturation), ``sharpness`` (variance of the
-        Laplacian of luma), ``edge_density`` (fraction of edge pixels) and
-        ``hue`` (an array of :data:`HUE_BINS` saturation-weighted hue
-        fractions, summing to the mean saturation, so all 0 for a gray frame).
+        - ``exposure``: mean luma, 0-1.
+        - ``contrast``: RMS contrast, the standard deviation of luma.
+        - ``colourfulness``: Hasler-Süsstrunk, on the 0-255 scale.
+        - ``saturation``: mean HSV saturation.
+        - ``sharpness``: variance of the Laplacian of luma.
+        - ``edge_density``: fraction of edge pixels.
+        - ``hue``: :data:`HUE_BINS` saturation-weighted hue fractions. They
+          sum to the mean saturation, so a gray frame gives all zeros.
     """
     frame = _resize_short_side(np.asarray(frame, dtype=np.uint8), ANALYSIS_SHORT_SIDE)
     gray = luminance(frame)
@@ -176,9 +178,9 @@ def _motion_thumbnail(frame):
 def motion_per_frame(frames):
     """Return each frame's mean absolute structural change to its neighbour in ``frames``.
 
-    Frame ``t`` is compared with frame ``t - 1`` (the first frame with the
-    second), on mean-removed 64 x 64 luma, so a clip's frames all carry a
-    value; a single frame gives 0.
+    Frame ``t`` is compared with frame ``t - 1`` on mean-removed 64 x 64
+    luma. The first frame is compared with the second, so that every frame
+    of a clip carries a value. A single frame gives 0.
     """
     if len(frames) < 2:
         return np.zeros(len(frames), dtype=np.float32)

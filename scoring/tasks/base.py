@@ -1,11 +1,11 @@
 """Shared plumbing of Salon's Celery tasks.
 
-:func:`salon_task` declares a task with the habits every Salon task needs:
-an explicit dotted name (which routes it to its queue), soft and hard time limits, a capped
-retry policy for transient database errors, and a log line with the outcome
-and duration in milliseconds. GPU tasks also acknowledge late and are
-rejected back to the queue when their worker process dies, which is safe only
-because each of them is idempotent.
+:func:`salon_task` declares a task with the habits every Salon task needs.
+Each has an explicit dotted name, which routes it to its queue, soft and hard
+time limits, and a capped retry policy for transient database errors. Each
+run logs its outcome and duration in milliseconds. GPU tasks also acknowledge
+late and are rejected back to the queue when their worker process dies. That
+is safe only because each of them is idempotent.
 
 The worker signal handlers here set the torch thread count of each prefork
 child, so that the children together use the machine's cores once.
@@ -106,7 +106,7 @@ def configure_child_threads(**kwargs):
     """Set the torch thread count of a freshly forked worker child.
 
     Torch itself is imported later, when a task first loads a model, so
-    children that only serve the ``default`` queue never pay for it; the
+    children that only serve the ``default`` queue never pay for it. The
     OpenMP variables set here, and the explicit call when the model loads,
     give that torch the count.
     """

@@ -367,3 +367,7 @@ class JudgmentAdmin(ReadOnlyAdmin):
     @admin.display(description=_("rater"), ordering="comparison__rater__username")
     def rater(self, judgment):
         return judgment.comparison.rater
+
+
+# Registers the Export admin, which lives with the exports.
+import comparisons.exports.admin  # noqa: E402,F401

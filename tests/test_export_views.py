@@ -6,11 +6,12 @@ import json
 import pandas as pd
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from comparisons.exports.tasks import export_comparisons
 from comparisons.models import Export, Judgment
+from comparisons.roles import CURATORS, RESEARCHERS, sync_roles
 from tests.export_dataset import SECRETS, build_dataset
 
 pytestmark = pytest.mark.django_db
@@ -24,10 +25,9 @@ def export_dir(tmp_path, settings):
 
 
 def make_researcher(username="researcher-1"):
+    """Create a staff user in the Researchers group as the roles sync defines it."""
     user = get_user_model().objects.create_user(username=username, password="x", is_staff=True)
-    group, _created = Group.objects.get_or_create(name="Researchers")
-    group.permissions.add(Permission.objects.get(codename="export_comparisons", content_type__app_label="comparisons"))
-    user.groups.add(group)
+    user.groups.add(sync_roles()[RESEARCHERS])
     return user
 
 
@@ -68,7 +68,37 @@ def test_rater_gets_403_everywhere(client, export_dir):
 
 def test_staff_without_permission_gets_403(client):
     build_dataset()
-    client.force_login(get_user_model().objects.create_user(username="curator", is_staff=True))
+    client.force_login(get_user_model().objects.create_user(username="staff-only", is_staff=True))
+
+    assert client.get(reverse("exports:index")).status_code == 403
+
+
+def test_curator_gets_403(client):
+    build_dataset()
+    curator = get_user_model().objects.create_user(username="curator", is_staff=True)
+    curator.groups.add(sync_roles()[CURATORS])
+    client.force_login(curator)
+
+    assert client.get(reverse("exports:index")).status_code == 403
+
+
+def test_export_permission_granted_directly(client):
+    build_dataset()
+    user = get_user_model().objects.create_user(username="guest-analyst", is_staff=True)
+    user.user_permissions.add(
+        Permission.objects.get(codename="export_comparisons", content_type__app_label="comparisons")
+    )
+    client.force_login(user)
+
+    assert client.get(reverse("exports:index")).status_code == 200
+
+
+def test_researcher_permission_needs_staff(client):
+    build_dataset()
+    user = make_researcher("former-staff")
+    user.is_staff = False
+    user.save()
+    client.force_login(user)
 
     assert client.get(reverse("exports:index")).status_code == 403
 
@@ -260,3 +290,55 @@ def test_taste_models_download(researcher_client):
 
 def test_taste_models_unknown_cohort_404(researcher_client):
     assert researcher_client.get(reverse("exports:taste_models", args=["nope"])).status_code == 404
+
+
+def test_form_times_read_as_utc(researcher_client, settings):
+    build_dataset()
+    settings.TIME_ZONE = "America/New_York"
+
+    response = researcher_client.post(
+        reverse("exports:index"),
+        form_data(format="jsonl", cohorts=["painters"], since="2026-11-02T09:35", until="2026-11-02T09:45"),
+    )
+
+    rows = [json.loads(line) for line in streamed(response).decode().splitlines()]
+    assert [row["answered_at"] for row in rows] == ["2026-11-02T09:40:00.123456Z"]
+
+
+def test_admin_lists_own_exports_with_links(researcher_client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    with django_capture_on_commit_callbacks():
+        researcher_client.post(reverse("exports:index"), form_data(action="prepare"))
+    export = Export.objects.get()
+    export_comparisons(export.pk)
+
+    response = researcher_client.get(reverse("admin:comparisons_export_changelist"))
+
+    assert response.status_code == 200
+    assert reverse("exports:download", args=[export.pk]).encode() in response.content
+    assert reverse("exports:index").encode() in response.content
+
+
+def test_admin_hides_exports_from_curators(client):
+    curator = get_user_model().objects.create_user(username="curator", is_staff=True)
+    curator.groups.add(sync_roles()[CURATORS])
+    client.force_login(curator)
+
+    assert client.get(reverse("admin:comparisons_export_changelist")).status_code == 403
+
+
+def test_admin_delete_removes_files(client, django_capture_on_commit_callbacks, export_dir):
+    build_dataset()
+    client.force_login(get_user_model().objects.create_superuser(username="root", password="x"))
+    with django_capture_on_commit_callbacks():
+        client.post(reverse("exports:index"), form_data(action="prepare"))
+    export = Export.objects.get()
+    export_comparisons(export.pk)
+    export.refresh_from_db()
+    files = [export_dir / export.file_name, export_dir / (export.file_name + ".card.md")]
+    assert all(path.exists() for path in files)
+
+    client.post(reverse("admin:comparisons_export_delete", args=[export.pk]), {"post": "yes"})
+
+    assert not Export.objects.exists()
+    assert not any(path.exists() for path in files)

@@ -1,7 +1,11 @@
-"""Export access: active staff with the ``comparisons.export_comparisons`` permission.
+"""Export access: active staff with ``comparisons.view_export`` or ``comparisons.export_comparisons``.
 
-Grant the permission to the Researchers group in the admin; superusers have it
-implicitly. Raters are never staff, so they can never export.
+The Researchers group gets ``view_export`` from ``comparisons/roles.py``
+(view on every model), which is what opens the export pages to researchers.
+Curators do not get it. ``export_comparisons`` lets an administrator grant
+exports to a user or a group outside that role, because the roles sync resets
+the two groups' permissions after every migrate. Superusers have both.
+Raters are never staff, so they can never export.
 """
 
 from functools import wraps
@@ -9,12 +13,14 @@ from functools import wraps
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
-EXPORT_PERMISSION = "comparisons.export_comparisons"
+EXPORT_PERMISSIONS = ("comparisons.view_export", "comparisons.export_comparisons")
 
 
 def can_export(user):
     """Return whether ``user`` may export comparisons and taste models."""
-    return bool(user.is_authenticated and user.is_active and user.is_staff and user.has_perm(EXPORT_PERMISSION))
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return False
+    return any(user.has_perm(permission) for permission in EXPORT_PERMISSIONS)
 
 
 def export_permission_required(view):

@@ -41,6 +41,8 @@ def run_export(export_id):
     Only a queued export is started, so a duplicate delivery of the task finds
     it running or finished and does nothing.
     """
+    # NOTE: a worker killed mid-export leaves the row "running" for good; the
+    # researcher has to request the export again.
     claimed = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
         status=Export.Status.RUNNING, started_at=timezone.now()
     )

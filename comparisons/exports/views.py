@@ -1,12 +1,14 @@
 """Staff-only export pages: the export form, downloads, cards and taste-model JSON."""
 
 import json
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -26,7 +28,10 @@ LISTED_EXPORTS = 50
 @export_permission_required
 def index(request):
     form = ExportForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # The form labels its times as UTC, so read them in UTC whatever SALON_TIME_ZONE is.
+    with timezone.override(dt_timezone.utc):
+        valid = request.method == "POST" and form.is_valid()
+    if valid:
         options = form.to_options()
         try:
             if request.POST.get("action") == "download":

@@ -2,7 +2,8 @@
 
 from django.contrib import admin
 
-from scoring.models import ClipFeatures, TasteModel
+from scoring import admin_taste  # noqa: F401 (registers the taste model and clip score admins)
+from scoring.models import ClipFeatures
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -31,11 +32,3 @@ class ClipFeaturesAdmin(ReadOnlyAdmin):
     list_filter = ("backbone",)
     search_fields = ("clip__original_name", "clip__sha256", "backbone")
     list_select_related = ("clip",)
-
-
-# NOTE: a minimal read-only listing until the taste-model admin (approve,
-# activate, roll back) replaces it; unregister this class there.
-@admin.register(TasteModel)
-class TasteModelListAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "backbone", "version", "status", "is_active", "n_judgments", "started_at")
-    list_filter = ("backbone", "status", "is_active")

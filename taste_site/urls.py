@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("exports/", include("comparisons.exports.urls")),
+    path("scoring/", include("scoring.urls")),
     path("", include("comparisons.urls")),
 ]
 

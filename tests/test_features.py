@@ -12,7 +12,7 @@ from scoring import backbones
 from scoring.backbones import get_backbone, l2_normalise
 from scoring.features import clip_text, compute_features, frame_dissimilarity, semantic_score
 from scoring.models import ClipFeatures
-from scoring.tasks.base import salon_task
+from scoring.tasks.base import DECLARED_QUEUES, salon_task
 from scoring.tasks.features import clean_clip_ids, extract_features
 from tests.factories import make_clip, make_file_clip, mp4_bytes, png_bytes
 from tests.openclip_tiny import TINY_DIM, TINY_MODEL, tiny_clip, tiny_config_path, tiny_salon_settings  # noqa: F401
@@ -280,6 +280,15 @@ def test_task_is_bounded_and_survives_worker_loss():
     assert extract_features.reject_on_worker_lost is True
     assert extract_features.max_retries == 5
     assert 0 < extract_features.soft_time_limit < extract_features.time_limit
+
+
+def test_declared_queues_match_routes():
+    """Every task declared with salon_task(queue=...) is routed to that queue by CELERY_TASK_ROUTES."""
+    import scoring.tasks  # noqa: F401  (registers the scoring tasks)
+
+    assert DECLARED_QUEUES["scoring.tasks.features.extract_features"] == "gpu"
+    for name, queue in DECLARED_QUEUES.items():
+        assert extract_features.app.amqp.router.route({}, name)["queue"].name == queue, name
 
 
 def test_task_time_limits_checked():

@@ -59,17 +59,24 @@ class SalonTask(Task):
             )
 
 
-def salon_task(*, name, soft_time_limit, time_limit, gpu=False, max_retries=DEFAULT_MAX_RETRIES, **options):
-    """Return a decorator that registers a bound Salon task.
+# Task name -> the queue its declaration names. Routing itself is done by
+# CELERY_TASK_ROUTES, because Celery deprecates the per-task ``queue``
+# attribute; the test suite checks that the routes agree with these.
+DECLARED_QUEUES = {}
 
-    The queue follows from the name through ``CELERY_TASK_ROUTES`` (Celery
-    deprecates a per-task ``queue`` attribute): ``scoring.tasks.features.*``
-    and ``scoring.tasks.refit.*`` go to ``gpu``, the rest to ``default``.
+
+def salon_task(*, name, soft_time_limit, time_limit, queue=None, gpu=False, max_retries=DEFAULT_MAX_RETRIES,
+               **options):
+    """Return a decorator that registers a bound Salon task.
 
     Parameters
     ----------
     name : str
         Dotted task name; callers may send the task by this name.
+    queue : str, optional
+        The queue ``CELERY_TASK_ROUTES`` sends this name to: ``gpu`` for
+        ``scoring.tasks.features.*`` and ``scoring.tasks.refit.*``, else
+        ``default``. Recorded in :data:`DECLARED_QUEUES`, not passed to Celery.
     soft_time_limit, time_limit : int
         Seconds before :class:`~celery.exceptions.SoftTimeLimitExceeded` is
         raised in the task, and before its process is killed.
@@ -82,6 +89,8 @@ def salon_task(*, name, soft_time_limit, time_limit, gpu=False, max_retries=DEFA
         raise ValueError(
             f"Task {name}: soft_time_limit ({soft_time_limit}) must be positive and below time_limit ({time_limit})."
         )
+    if queue is not None:
+        DECLARED_QUEUES[name] = queue
     if gpu:
         options.setdefault("acks_late", True)
         options.setdefault("reject_on_worker_lost", True)

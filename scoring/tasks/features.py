@@ -34,7 +34,7 @@ def clean_clip_ids(clip_ids):
 # Soft limit: 16 clips of ViT-B-32 on two CPU cores take about 30 s plus the
 # first model load; ten minutes leaves room for slow disks and long videos.
 @salon_task(
-    name="scoring.tasks.features.extract_features", gpu=True,
+    name="scoring.tasks.features.extract_features", queue="gpu", gpu=True,
     soft_time_limit=600, time_limit=660,
 )
 def extract_features(self, clip_ids, backbone=None, force=False):

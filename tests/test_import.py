@@ -4,6 +4,7 @@ import csv
 import hashlib
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -69,16 +70,26 @@ def media_folder(tmp_path):
     return folder
 
 
-def drain_queue(queue):
-    """Remove and return ``(task name, args)`` of every message waiting in ``queue``."""
+def drain_queue(queue, expected, wait_seconds=30.0):
+    """Remove messages from ``queue`` until ``expected`` arrived or ``wait_seconds`` passed; return them.
+
+    Each message is ``(task name, args)``. With Redis, the first read after
+    the worker's remote shutdown was seen to return nothing while LLEN
+    showed the messages waiting, so one empty read is not the end.
+    """
     from kombu.utils.json import loads
 
     from taste_site.celery import app
 
     messages = []
+    deadline = time.monotonic() + wait_seconds
     with app.connection_for_read() as connection:
         channel = connection.default_channel
-        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                time.sleep(0.1)
+                continue
             body = loads(message.body) if isinstance(message.body, (str, bytes)) else message.body
             messages.append((message.headers.get("task"), body[0]))
     return messages
@@ -362,7 +373,7 @@ def test_worker_processes_import(tmp_path, celery_worker_factory):
     # A running task may be writing its feature request right now, and the
     # filesystem broker hands out half-written files, so stop the worker first.
     stop_worker(worker, celery_app)
-    requested = drain_queue("gpu")
+    requested = drain_queue("gpu", expected=len(clips))
     assert sorted(args[0][0] for name, args in requested if name == FEATURES_TASK) == sorted(
         clip.pk for clip in clips.values()
     )

@@ -22,6 +22,7 @@ from comparisons.models import Clip, Pool
 from comparisons.tasks import FEATURES_TASK
 from taste_site.conf import salon_settings
 from taste_site.celery import app as celery_app
+from tests.test_import import drain_queue
 from tests.worker import REPO_ROOT, stop_worker, worker_environment
 
 pytestmark = [pytest.mark.media_pack, pytest.mark.worker, pytest.mark.slow]
@@ -52,18 +53,9 @@ def pack_captions(folder):
         return {Path(row["path"]).name: row["caption"] for row in csv.DictReader(handle)}
 
 
-def drain_feature_requests():
-    from kombu.utils.json import loads
-
-    from taste_site.celery import app
-
-    clip_ids = []
-    with app.connection_for_read() as connection:
-        channel = connection.default_channel
-        while (message := channel.basic_get("gpu", no_ack=True)) is not None:
-            if message.headers.get("task") == FEATURES_TASK:
-                clip_ids.extend(loads(message.body)[0][0])
-    return clip_ids
+def drain_feature_requests(expected):
+    """Return the clip ids of the feature requests in the gpu queue, waiting up to 30 s for ``expected``."""
+    return [args[0][0] for name, args in drain_queue("gpu", expected) if name == FEATURES_TASK]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -98,7 +90,7 @@ def test_media_pack_imports_and_reimports(celery_worker_factory, settings, capsy
     # The filesystem broker hands out half-written message files, so the
     # worker stops (finishing its tasks) before the gpu queue is read.
     stop_worker(worker, celery_app)
-    assert sorted(drain_feature_requests()) == sorted(clip.pk for clip in clips)
+    assert sorted(drain_feature_requests(len(clips))) == sorted(clip.pk for clip in clips)
 
     avi = Clip.objects.get(source_path=str(folder / TRANSCODED))
     assert avi.codec == "cinepak"

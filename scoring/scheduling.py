@@ -54,14 +54,19 @@ def _owner(cohort_id):
     return Q(cohort_id=cohort_id) if cohort_id is not None else Q(cohort__isnull=True)
 
 
-def due_check(owner_id, backbone, decided, *, needed, interval_minutes, now):
+def due_check(owner_id, backbone, decided, *, needed, interval_minutes, now, task_id=""):
     """Return None when a refit of ``owner_id`` (a cohort id, None for all judgments) is due, else why not.
 
     ``decided`` is the queryset of the decided judgments the refit would count.
+    A RUNNING row of ``task_id`` does not count as a refit running: it is
+    this task's own claim, left when its worker died and the message came back.
     """
     versions = TasteModel.objects.filter(_owner(owner_id), backbone=backbone)
     stale_before = now - datetime.timedelta(minutes=salon_settings.REFIT_STALE_MINUTES)
-    if versions.filter(status=TasteModel.Status.RUNNING, started_at__gte=stale_before).exists():
+    running = versions.filter(status=TasteModel.Status.RUNNING, started_at__gte=stale_before)
+    if task_id:
+        running = running.exclude(task_id=task_id)
+    if running.exists():
         return "a refit is running"
     total = decided.count()
     if total < needed:
@@ -79,23 +84,23 @@ def due_check(owner_id, backbone, decided, *, needed, interval_minutes, now):
     return None
 
 
-def cohort_due(cohort, backbone, now):
-    """Return None when ``cohort``'s refit on ``backbone`` is due, else why not."""
+def cohort_due(cohort, backbone, now, task_id=""):
+    """Return None when ``cohort``'s refit on ``backbone`` is due, else why not (see :func:`due_check`)."""
     decided = _decided(Judgment.objects.filter(comparison__cohort=cohort))
     if not is_simulation_cohort(cohort):
         decided = decided.filter(is_simulated=False)
     return due_check(
         cohort.pk, backbone, decided, needed=max(1, cohort.min_judgments),
-        interval_minutes=cohort.refit_interval_minutes, now=now,
+        interval_minutes=cohort.refit_interval_minutes, now=now, task_id=task_id,
     )
 
 
-def all_judgments_due(backbone, cohorts, now):
+def all_judgments_due(backbone, cohorts, now, task_id=""):
     """Return None when the all-judgments model of ``backbone`` (used by ``cohorts``) is due, else why not."""
     decided = _decided(Judgment.objects.filter(comparison__cohort__in=cohorts, is_simulated=False))
     return due_check(
         None, backbone, decided, needed=max(1, min(cohort.min_judgments for cohort in cohorts)),
-        interval_minutes=min(cohort.refit_interval_minutes for cohort in cohorts), now=now,
+        interval_minutes=min(cohort.refit_interval_minutes for cohort in cohorts), now=now, task_id=task_id,
     )
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from scoring.models import ClipFeatures, TasteModel
 from scoring.refit import Outcome, run_refit
-from scoring.scheduling import REFIT_ALL_TASK, REFIT_COHORT_TASK, plan_refits, schedule_due_refits
+from scoring.scheduling import REFIT_ALL_TASK, REFIT_COHORT_TASK, cohort_due, plan_refits, schedule_due_refits
 from scoring.tasks.refit import refit_all_judgments, refit_cohort
 from tests.taste_dataset import BACKBONE, add_judgments, build_planted_cohort
 
@@ -96,6 +96,18 @@ def test_running_refit_is_not_sent_again_until_stale(settings):
     assert due.kwargs["if_due"] is True
     row.refresh_from_db()
     assert row.status == TasteModel.Status.RUNNING
+
+
+def test_own_running_row_does_not_block_redelivered_task():
+    data = build_planted_cohort(n_judgments=30)
+    TasteModel.objects.create(
+        cohort=data.cohort, backbone=BACKBONE, version=1, weights_mode="learned", margin=1, half_life_days=30,
+        high_water_judgment_id=30, task_id="task-1",
+    )
+    now = timezone.now()
+
+    assert cohort_due(data.cohort, BACKBONE, now, task_id="task-2") == "a refit is running"
+    assert cohort_due(data.cohort, BACKBONE, now, task_id="task-1") is None
 
 
 def test_stale_refit_sent_again_finishes_its_row(settings):

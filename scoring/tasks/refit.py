@@ -51,14 +51,15 @@ def refit_cohort(self, cohort_id, backbone=None, high_water_judgment_id=None, if
 
     _check_id("cohort_id", cohort_id)
     _check_id("high_water_judgment_id", high_water_judgment_id, allow_none=True)
+    task_id = self.request.id or ""
     if if_due:
         cohort = Cohort.objects.select_related("pool").filter(pk=cohort_id).first()
         resolved = resolve_backbone(cohort, backbone) if cohort else None
-        not_due = cohort_due(cohort, resolved, timezone.now()) if resolved else "no backbone"
+        not_due = cohort_due(cohort, resolved, timezone.now(), task_id=task_id) if resolved else "no backbone"
         if not_due:
             logger.info("Refit of cohort %s skipped: %s", cohort_id, not_due)
             return {"status": "not_due", "cohort_id": cohort_id, "message": not_due}
-    return run_refit(cohort_id, backbone, high_water_judgment_id, task_id=self.request.id or "").as_dict()
+    return run_refit(cohort_id, backbone, high_water_judgment_id, task_id=task_id).as_dict()
 
 
 @salon_task(
@@ -78,10 +79,11 @@ def refit_all_judgments(self, backbone, high_water_judgment_id=None, if_due=Fals
     if not isinstance(backbone, str) or ":" not in backbone:
         raise ValueError(f"backbone must be a stored backbone name such as 'handcrafted:v1', got {backbone!r}")
     _check_id("high_water_judgment_id", high_water_judgment_id, allow_none=True)
+    task_id = self.request.id or ""
     if if_due:
         cohorts = list(Cohort.objects.filter(pool__clips__features__backbone=backbone).distinct())
-        not_due = all_judgments_due(backbone, cohorts, timezone.now()) if cohorts else "no cohort uses it"
+        not_due = all_judgments_due(backbone, cohorts, timezone.now(), task_id=task_id) if cohorts else "no cohort uses it"
         if not_due:
             logger.info("All-judgments refit (%s) skipped: %s", backbone, not_due)
             return {"status": "not_due", "backbone": backbone, "message": not_due}
-    return run_all_judgments_refit(backbone, high_water_judgment_id, task_id=self.request.id or "").as_dict()
+    return run_all_judgments_refit(backbone, high_water_judgment_id, task_id=task_id).as_dict()

@@ -1,6 +1,6 @@
 """Admin pages for taste model versions: list with metrics, activation and rollback, clip scores.
 
-Versions are immutable: nobody adds, edits or deletes one here, because a
+Versions are immutable: this admin adds, edits and deletes none, because a
 version's weights, metrics and scores must stay what its fit produced. The
 only change is which version is active, by the "Activate this version"
 action or button, which needs the ``scoring.change_tastemodel`` permission
@@ -21,8 +21,8 @@ from scoring.models import ClipScore, TasteModel
 from scoring.refit_inputs import fit_readiness
 from scoring.versions import ActivationError, activate_version, active_version, latest_failure
 
-# The status box above the list opens each cohort's judgments; past this many
-# cohorts the box lists only the first ones (filter the list by cohort).
+# The status box above the list reads each cohort's judgments, so it lists at
+# most this many cohorts. Filter the list by cohort to see another one.
 MAX_STATUS_COHORTS = 30
 
 

@@ -1,4 +1,4 @@
-"""What a cohort's leaderboard shows: the taste function's top clips beside a model-free ranking.
+"""Data of a cohort's leaderboard: the taste function's top clips beside a model-free ranking.
 
 The taste ranking reads the stored :class:`~scoring.models.ClipScore` rows of
 one version. The model-free ranking fits Bradley-Terry strengths to the same

@@ -1,14 +1,15 @@
 """Run one refit: claim a version, fit the taste function, store it with its metrics.
 
-A refit is keyed on (cohort, backbone, high-water judgment id): it fits
-exactly the cohort's judgments with an id up to the mark (which ones:
-``scoring.refit_inputs``), so two runs of the same key fit the same data, and
-the unique constraint on ``TasteModel`` makes the second one find the first
-one's row instead of adding a version. The row is created as RUNNING before
-the fit (the claim), and the fitted weights, metrics, clip scores and
-FINISHED status are written in one transaction, so a version and its mark
-appear together or not at all. A failed fit is stored as FAILED with its
-reason, and the active version stays.
+A refit is keyed on (cohort, backbone, high-water judgment id). It fits
+exactly the cohort's judgments with an id up to the mark (which ones is
+decided in ``scoring.refit_inputs``), so two runs of the same key fit the
+same data. The unique constraint on ``TasteModel`` makes the second run find
+the first one's row instead of adding a version.
+
+The row is created as RUNNING before the fit (the claim). The fitted
+weights, metrics, clip scores and FINISHED status are written in one
+transaction, so a version and its mark appear together or not at all. A
+failed fit is stored as FAILED with its reason, and the active version stays.
 
 The cohort's direction is pulled towards ``w_all``, the direction of the active
 all-judgments model of the same backbone (a ``TasteModel`` without cohort, fit
@@ -67,7 +68,7 @@ class Outcome:
 
 @dataclasses.dataclass
 class RefitOutcome:
-    """What one refit call did, for logs, task results and the ``refit`` command."""
+    """Result of one refit call, for logs, task results and the ``refit`` command."""
 
     status: str
     cohort_id: int | None
@@ -485,6 +486,10 @@ def _stopped(existing, cohort_id, backbone, mark):
     return RefitOutcome(status, cohort_id, backbone, mark, existing.pk, existing.version, message=message)
 
 
+def _format_metric(value):
+    return "none" if value is None else f"{value:.3f}"
+
+
 def _finish(row, result, started):
     """Add the drift and timing to ``result``'s metrics, store it in ``row`` and return the outcome."""
     previous = previous_version(row)
@@ -499,8 +504,8 @@ def _finish(row, result, started):
     logger.info(
         "Refit %s v%d (%s, mark %d): %s, %d pairs over %d clips, held-out accuracy %s, drift %s (%dms)",
         _owner_label(row.cohort_id), row.version, row.backbone, row.high_water_judgment_id, outcome_status,
-        result.pairs.n_pairs, result.clip_ids.size, result.metrics["held_out_accuracy"],
-        result.metrics["drift_kendall_tau"], result.metrics["fit_ms"],
+        result.pairs.n_pairs, result.clip_ids.size, _format_metric(result.metrics["held_out_accuracy"]),
+        _format_metric(result.metrics["drift_kendall_tau"]), result.metrics["fit_ms"],
     )
     return RefitOutcome(
         outcome_status, row.cohort_id, row.backbone, row.high_water_judgment_id, row.pk, row.version,

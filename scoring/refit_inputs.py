@@ -46,9 +46,9 @@ def clip_backbone_name():
     """Return the stored name that the ``clip`` backbone gets under the current settings.
 
     NOTE: this repeats the label rule of ``scoring.backbones.clip.load_clip_backbone``
-    (checkpoint file name, else the pretrained tag, else ``none``) so that
-    web processes and the scheduler can name the backbone without importing
-    open_clip; change both together.
+    (checkpoint file name, else the pretrained tag, else ``none``). Web
+    processes and the scheduler use it to name the backbone without importing
+    open_clip, so a change to one rule must change the other.
     """
     from scoring.backbones.clip import RANDOM_WEIGHTS
 
@@ -250,7 +250,7 @@ def judgment_weights(judgments):
 class PoolFeatures:
     """Per-clip inputs of the taste function for the clips that have valid features.
 
-    ``clip_ids[i]`` is the clip of row ``i`` of ``inputs``; ``inputs`` is None
+    ``clip_ids[i]`` is the clip of row ``i`` of ``inputs``. ``inputs`` is None
     when fewer than 2 clips have features, because the terms cannot be
     standardised over one clip.
     """

@@ -8,7 +8,7 @@ with the pool's stored features and a hidden unit direction ``d`` drawn in
 the span of the top principal directions of the pool's embeddings, where a
 fit can find it. A simulated rater served clips i and j (by
 ``serve_comparison``) prefers i with probability ``sigmoid(T*(i) - T*(j))``,
-the Bradley-Terry model, and answers with ``record_judgment``, so every
+the Bradley-Terry model, and votes with ``record_judgment``, so every
 rule of real voting applies: pairing, daily goal, no repeated pair, closed
 cohorts. Only the minimum view time and the rate limit are skipped, and
 only while ``SIMULATED_RATERS_EXEMPT`` is on. Memberships and judgments are
@@ -39,7 +39,7 @@ BLOCKING_CODES = {"too_fast", "rate_limited"}
 
 
 class SimulationError(Exception):
-    """The simulation cannot run as asked; the message says why and what to change."""
+    """Error raised when the simulation cannot run as requested; the message gives the cause and the fix."""
 
 
 @dataclasses.dataclass
@@ -165,7 +165,7 @@ def ensure_simulated_raters(cohort, count):
 
 @dataclasses.dataclass
 class SimulationRun:
-    """What a simulation stored and why it stopped."""
+    """Counts of one simulation: judgments stored per choice and why raters stopped."""
 
     requested: int
     choices: Counter = dataclasses.field(default_factory=Counter)
@@ -196,7 +196,7 @@ def check_can_vote_fast(cohort, raters, judgments):
 
 
 def run_simulation(cohort, raters, planted, judgments, *, seed=0):
-    """Let ``raters`` answer up to ``judgments`` pairs in turn through the real vote path.
+    """Let ``raters`` judge up to ``judgments`` pairs in turn through the real vote path.
 
     A pair with a clip the planted taste cannot score (no features) is
     skipped, as a rater would skip a clip that does not load. A rater who

@@ -1,9 +1,9 @@
 """Which taste model version of a cohort is active, and switching it (activation and rollback).
 
 Versions are immutable: activating one changes only which row carries
-``is_active``. One version is active per cohort and backbone, which a
-partial unique constraint enforces; activating a version deactivates the
-previous one in the same transaction, so readers never see two or none.
+``is_active``. A partial unique constraint allows one active version per
+cohort and backbone. Activating a version deactivates the previous one in
+the same transaction, so readers never see two active versions or none.
 """
 
 import logging
@@ -31,7 +31,7 @@ def activate_version(taste_model, user=None):
     """Make ``taste_model`` the active version of its cohort and backbone; return the one it replaced.
 
     Activating an older version is a rollback. The row is re-read inside the
-    transaction, so a version that failed or vanished meanwhile is refused.
+    transaction, so a version that failed or was deleted meanwhile is rejected.
 
     Raises
     ------

@@ -232,7 +232,7 @@ def test_failed_refit_is_retried_on_same_row():
     assert model.half_life_days == 30
 
 
-def test_running_row_blocks_then_stale_row_is_taken_over(settings):
+def test_stale_running_row_taken_over(settings):
     data = build_planted_cohort(n_judgments=60)
     now = timezone.now()
     mark = newest_judgment_id(data.cohort)

@@ -4,7 +4,7 @@ The tasks are sent by name, as the scheduler and the import pipeline send
 them, to a ``celery worker`` process that reads the same test database. The
 first test uses the tiny open_clip config with random weights, so the
 backbone name the worker stores (``clip:salon-tiny-test:none``) must be the one
-the refit resolves from the same settings; the second lets Celery's
+the refit resolves from the same settings. The second lets Celery's
 scheduler task send the refits.
 """
 

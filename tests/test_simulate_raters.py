@@ -124,7 +124,7 @@ def test_output_file_holds_planted_truth(tmp_path):
     assert {int(k): v for k, v in written["true_scores"].items()} == pytest.approx(planted.true_scores)
 
 
-def test_without_exemption_min_view_time_blocks_before_any_vote(settings):
+def test_unexempt_view_time_blocks_first(settings):
     settings.SALON = {**settings.SALON, "SIMULATED_RATERS_EXEMPT": False}
     data = build_planted_cohort(n_clips=8, n_judgments=0, n_raters=0, min_view_ms=1500)
 
@@ -135,7 +135,7 @@ def test_without_exemption_min_view_time_blocks_before_any_vote(settings):
     assert Membership.objects.count() == 0
 
 
-def test_without_exemption_and_no_view_time_votes_still_work(settings):
+def test_unexempt_votes_without_view_time(settings):
     settings.SALON = {**settings.SALON, "SIMULATED_RATERS_EXEMPT": False, "VOTE_RATE_LIMIT_PER_MINUTE": 0}
     data = build_planted_cohort(n_clips=8, n_judgments=0, n_raters=0, min_view_ms=0)
 

@@ -14,10 +14,10 @@ from scoring.tasks.base import salon_task
 
 logger = logging.getLogger(__name__)
 
-# A refit fits twice (held-out and full). 500 clips and 10,000 judgments
-# take about 5 s on two CPU cores; the limits leave room for pools and
-# judgment counts a hundred times that. REFIT_STALE_MINUTES must stay above
-# the hard limit, or the scheduler would hand a live refit to a second worker.
+# A refit fits twice (held-out and full). On two CPU cores, 500 clips and
+# 10,000 judgments took about 5 s, so the limits leave room for pools and
+# judgment counts many times that. REFIT_STALE_MINUTES must stay above the
+# hard limit, or the scheduler would hand a live refit to a second worker.
 REFIT_SOFT_TIME_LIMIT = 900
 REFIT_TIME_LIMIT = 960
 REFIT_MAX_RETRIES = 3

@@ -20,7 +20,7 @@ from scoring.simulated_raters import (
 
 class Command(BaseCommand):
     help = (
-        "Create N simulated raters in a cohort and let them answer M pairs through the real vote path, "
+        "Create N simulated raters in a cohort and let them judge M pairs through the real vote path, "
         "following a planted taste T = alpha z(semantic) + beta z(d . e) - gamma z(incoherence) with "
         "Bradley-Terry noise. d is a hidden direction in the span of the pool's stored embeddings. "
         "Simulated raters obey the daily goal; SALON_SIMULATED_RATERS_EXEMPT exempts them from the "
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--beta", required=True, type=float, help="Planted weight of the aesthetic term, >= 0.")
         parser.add_argument("--gamma", required=True, type=float,
                             help="Planted weight of the incoherence penalty, >= 0.")
-        parser.add_argument("--seed", type=int, default=0, help="Seed of the pairs and the raters' answers.")
+        parser.add_argument("--seed", type=int, default=0, help="Seed of the pairs and the raters' choices.")
         parser.add_argument("--direction-seed", type=int, default=None,
                             help="Seed of the hidden aesthetic direction (default: --seed).")
         parser.add_argument("--dims", type=int, default=3,

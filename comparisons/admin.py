@@ -220,7 +220,9 @@ class CohortAdmin(admin.ModelAdmin):
     list_select_related = ("pool",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("invite_link", "invite_token", "member_count", "comparison_count", "judgment_count")
+    readonly_fields = (
+        "invite_link", "invite_token", "member_count", "comparison_count", "judgment_count", "taste_status",
+    )
     inlines = (MembershipInline,)
     actions = ("new_invite_links",)
     fieldsets = (
@@ -233,7 +235,7 @@ class CohortAdmin(admin.ModelAdmin):
         (_("Pairs"), {"fields": ("same_prompt", "sampler")}),
         (_("Taste function"), {"fields": (
             "weights_mode", "alpha", "beta", "gamma", "margin", "half_life_days", "refit_interval_minutes",
-            "min_judgments", "auto_activate",
+            "min_judgments", "auto_activate", "taste_status",
         )}),
     )
 
@@ -258,6 +260,12 @@ class CohortAdmin(admin.ModelAdmin):
             # request's scheme and host.
             cohort.absolute_join_url = request.build_absolute_uri(cohort.get_join_url())
         return cohort
+
+    @admin.display(description=_("taste model"))
+    def taste_status(self, cohort):
+        from scoring.admin_taste import cohort_taste_status
+
+        return cohort_taste_status(cohort)
 
     @admin.display(description=_("invite link"))
     def invite_link(self, cohort):

@@ -163,6 +163,32 @@ class TasteModelAdmin(ImmutableAdmin):
         return super().changelist_view(request, extra_context)
 
 
+def cohort_taste_status(cohort):
+    """Return HTML with ``cohort``'s active version, why it has no (new) fit, and a leaderboard link."""
+    if not cohort.pk:
+        return _("Save the cohort first.")
+    active = active_version(cohort)
+    readiness = fit_readiness(cohort)
+    failure = latest_failure(cohort)
+    if active:
+        line = _("Active: version %(version)d (%(backbone)s), held-out accuracy %(accuracy)s.") % {
+            "version": active.version, "backbone": active.backbone,
+            "accuracy": format_metric((active.metrics or {}).get("held_out_accuracy")),
+        }
+    else:
+        line = _("No active version.")
+    return format_html(
+        '{}<br>{}{}<br><a href="{}">{}</a>',
+        line,
+        readiness.reason or _("Enough judgments to fit."),
+        format_html("<br>{}", _("Refit v%(version)d failed: %(reason)s") % {
+            "version": failure.version, "reason": failure.failure_reason,
+        }) if failure else "",
+        reverse("scoring:leaderboard", args=[cohort.slug]),
+        _("Leaderboard"),
+    )
+
+
 def cohort_status_rows(cohort_id=None):
     """Return, per cohort, its active version and why it has no (new) fit, for the list's status box."""
     cohorts = Cohort.objects.select_related("pool").order_by("name")

@@ -16,13 +16,14 @@ import numpy as np
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
+from comparisons.roles import CURATORS, RESEARCHERS
 from scoring.models import ClipScore, TasteModel
 from scoring.refit_inputs import current_mark, fit_readiness, gather_judgments, is_simulation_cohort, judgment_weights
 from scoring.versions import active_version, finished_versions, latest_failure
 
 logger = logging.getLogger(__name__)
 
-LEADERBOARD_GROUPS = ("Curators", "Researchers")
+LEADERBOARD_GROUPS = (CURATORS, RESEARCHERS)
 
 # Each bootstrap replicate refits every strength: on two CPU cores a
 # replicate took about 9 ms for 150 judgments of 20 clips and 160 ms for

@@ -178,3 +178,15 @@ def test_clip_scores_listed_read_only(admin_client, two_versions):
 
     assert response.status_code == 200
     assert admin_client.get(reverse("admin:scoring_clipscore_add")).status_code == 403
+
+
+def test_cohort_page_shows_active_version_and_reason(admin_client, two_versions):
+    waiting = build_planted_cohort(n_judgments=12, seed=3, min_judgments=50)
+
+    fitted_page = admin_client.get(reverse("admin:comparisons_cohort_change", args=[two_versions.cohort.pk]))
+    waiting_page = admin_client.get(reverse("admin:comparisons_cohort_change", args=[waiting.cohort.pk]))
+
+    assert "Active: version 2 (handcrafted:v1)" in fitted_page.content.decode()
+    assert "No active version." in waiting_page.content.decode()
+    assert "12 of 50 judgments needed to fit." in waiting_page.content.decode()
+    assert reverse("scoring:leaderboard", args=[waiting.cohort.slug]) in waiting_page.content.decode()

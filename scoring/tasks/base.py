@@ -23,8 +23,9 @@ from scoring.backbones import configure_torch_threads, set_worker_concurrency
 
 logger = logging.getLogger(__name__)
 
-# Endless retries amplify an outage; five with exponential backoff span
-# about ten minutes.
+# Endless retries amplify an outage. Five, with backoffs of up to 10, 20, 40,
+# 80 and 160 s (jitter picks a random delay below each), end within about
+# five minutes.
 DEFAULT_MAX_RETRIES = 5
 
 # Errors worth a retry: a locked SQLite database or a dropped PostgreSQL

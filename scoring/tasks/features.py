@@ -31,8 +31,10 @@ def clean_clip_ids(clip_ids):
     return list(dict.fromkeys(ids))
 
 
-# Soft limit: 16 clips of ViT-B-32 on two CPU cores take about 30 s plus the
-# first model load; ten minutes leaves room for slow disks and long videos.
+# The 46 media-pack clips took 12 s with ViT-B-32 on one CPU thread
+# (bench/features.py), so a batch of 16 takes seconds, plus up to about 10 s
+# for the first model load. Ten minutes leaves room for long videos, slow
+# storage and busy machines.
 @salon_task(
     name="scoring.tasks.features.extract_features", queue="gpu", gpu=True,
     soft_time_limit=600, time_limit=660,

@@ -222,6 +222,8 @@ def decode_video(path, count=None, flicker_fps=None, timeout=None):
 def _scale_filter():
     # Caps the short side without squashing: the long side follows the
     # aspect ratio (-2 keeps it even, which some pixel formats need).
+    # NOTE: the sample aspect ratio is ignored, so anamorphic video keeps
+    # its stored, horizontally squeezed shape.
     side = MAX_SHORT_SIDE
     return (
         f"scale=w='if(lte(iw,ih),min(iw,{side}),-2)':h='if(lte(iw,ih),-2,min(ih,{side}))'"

@@ -78,13 +78,6 @@ def configured_backbone_names(choice=None):
     return names
 
 
-def ready_pool_clip_ids(cohort):
-    """Return the ids of the ready clips in ``cohort``'s pool, ascending."""
-    return list(
-        cohort.pool.clips.filter(status=Clip.Status.READY).order_by("id").values_list("id", flat=True)
-    )
-
-
 def resolve_backbone(cohort, requested=None):
     """Return the stored backbone name to fit ``cohort`` with, or None when no candidate has features.
 

@@ -11,8 +11,15 @@ from django.utils import timezone
 from comparisons.models import Judgment, Membership
 from scoring.metrics import kendall_tau
 from scoring.models import ClipFeatures, ClipScore, TasteModel
-from scoring.refit import Outcome, run_all_judgments_refit, run_refit
-from scoring.refit_inputs import clip_backbone_name, configured_backbone_names, fit_readiness, resolve_backbone
+from scoring.refit import Outcome, claim_version, fit_pool, run_all_judgments_refit, run_refit, store_version
+from scoring.refit_inputs import (
+    clip_backbone_name,
+    configured_backbone_names,
+    fit_readiness,
+    gather_judgments,
+    load_pool_features,
+    resolve_backbone,
+)
 from scoring.simulation import expected_accuracy
 from scoring.versions import ActivationError, activate_version, active_version
 from tests.factories import make_clip, make_features, make_judgment, make_rater
@@ -450,3 +457,24 @@ def test_refit_command_fails_loudly_below_minimum():
     data = build_planted_cohort(n_judgments=5, min_judgments=50)
     with pytest.raises(CommandError, match="5 of 50 judgments needed"):
         call_command("refit", "--cohort", data.cohort.slug)
+
+
+def test_taken_over_refit_stores_nothing():
+    data = build_planted_cohort(n_judgments=40)
+    mark = newest_judgment_id(data.cohort)
+    fields = {"weights_mode": "learned", "alpha": None, "beta": None, "gamma": None, "margin": 1.0,
+              "half_life_days": 30.0}
+    claim = claim_version(data.cohort.pk, BACKBONE, mark, task_id="slow", fields=fields, now=timezone.now())
+    pool = load_pool_features(data.cohort.pool.clips.values_list("id", "kind"), BACKBONE)
+    result = fit_pool(pool, gather_judgments([data.cohort], mark), weights_mode="learned", margin=1.0)
+    # Another worker took the stale row over while this one was fitting.
+    TasteModel.objects.filter(pk=claim.row.pk).update(task_id="fast", started_at=timezone.now())
+
+    stored = store_version(claim.row, result, activate=True)
+
+    assert stored is False
+    row = TasteModel.objects.get()
+    assert row.status == TasteModel.Status.RUNNING
+    assert row.task_id == "fast"
+    assert row.is_active is False
+    assert ClipScore.objects.count() == 0

@@ -7,14 +7,16 @@ copies the original into storage under its sha256, creates a pending
 :class:`Clip` and enqueues :func:`comparisons.tasks.process_clip` once the
 row is committed.
 A file that cannot be used gets one line with its path and the reason, and
-a failed clip row when it could be read and hashed; the import goes on.
+the import goes on. When the file could be read and hashed, it also gets a
+failed clip row.
 
 Rules:
 
 - Duplicates (same sha256 as a pending or ready clip) are skipped, but
   still join the pool; a pending duplicate is enqueued again, which is
   harmless because the task does nothing for a clip that is no longer
-  pending.
+  pending. NOTE: a duplicate keeps its stored caption and metadata, so a
+  caption CSV given on a later run does not update clips imported before.
 - A failed clip with the same sha256 is retried: reset to pending when the
   file now passes the probe, or given the new reason when it fails again.
 - Files that are not media (README, CSV, scripts, hidden files) are
@@ -48,6 +50,8 @@ CSV_COLUMNS = ("path", "caption", "prompt", "generator", "licence", "credit", "s
 # rejects a row halfway through an import.
 MAX_LENGTHS = {"licence": 255, "credit": 500, "source": 1000}
 STORED_IMAGE_SUFFIX = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+
+PING_ATTEMPTS = 3
 
 IMPORTED = "imported"
 DUPLICATE = "duplicate"
@@ -623,12 +627,19 @@ def ping_workers(timeout=2.0):
     """
     from taste_site.celery import app
 
-    try:
-        replies = app.control.ping(timeout=timeout)
-    except Exception as error:  # noqa: BLE001 - any broker failure means no worker can be reached
-        logger.warning("Ping to the Celery workers failed: %s", error)
-        return []
-    return sorted(name for reply in replies for name in reply)
+    for attempt in range(1, PING_ATTEMPTS + 1):
+        try:
+            replies = app.control.ping(timeout=timeout)
+        except ValueError as error:
+            # The filesystem transport can hand over a reply file that the
+            # worker is still writing, which fails to decode as JSON.
+            logger.info("Ping reply could not be decoded (attempt %d of %d): %s", attempt, PING_ATTEMPTS, error)
+            continue
+        except Exception as error:  # noqa: BLE001 - any broker failure means no worker can be reached
+            logger.warning("Ping to the Celery workers failed: %s", error)
+            return []
+        return sorted(name for reply in replies for name in reply)
+    return []
 
 
 def clip_statuses(clip_ids):

@@ -404,3 +404,23 @@ def test_wait_reports_failures_found_by_task(tmp_path, celery_worker_factory):
     assert lost.status == "failed"
     assert "missing from storage" in lost.failure_reason
     assert Clip.objects.get(original_name="good.png").status == "ready"
+
+
+def test_import_modules_leave_torch_out():
+    """The importer, the task module and the admin run in web processes, which never load torch."""
+    import subprocess
+    import sys
+
+    from tests.worker import REPO_ROOT
+
+    script = (
+        "import sys, django; django.setup();"
+        "import comparisons.admin, comparisons.importer, comparisons.tasks;"
+        "from django.core.management import load_command_class;"
+        "load_command_class('comparisons', 'import_clips');"
+        "print(sorted(name for name in ('torch', 'open_clip') if name in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"

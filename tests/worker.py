@@ -2,9 +2,9 @@
 
 The worker is a separate ``celery -A taste_site worker`` process that reads the
 same test database, MEDIA_ROOT, var folder and broker as the test process, so a
-task sent with ``delay_on_commit`` in a test runs exactly as in production.
-Tests that use it need ``@pytest.mark.django_db(transaction=True)``: the worker
-only sees committed rows. The fixture requests ``transactional_db`` itself.
+task sent with ``delay_on_commit`` in a test runs in a separate worker, as in production.
+Tests that use it need ``@pytest.mark.django_db(transaction=True)``, because the
+worker reads only committed rows. The fixture requests ``transactional_db`` itself.
 
 Torch stays out of the test process: this module imports no task module, and
 the worker's children import torch lazily, if at all.
@@ -35,7 +35,7 @@ PING_TIMEOUT_SECONDS = 0.5
 
 
 class WorkerStartError(RuntimeError):
-    """The worker process exited or stayed silent before it answered a ping."""
+    """The worker process exited, or did not reply to a ping in time."""
 
 
 def database_url(settings_dict):
@@ -131,18 +131,26 @@ class WorkerProcess:
 
 
 def _wait_until_ready(app, worker, deadline):
+    last_error = None
     while time.monotonic() < deadline:
         if not worker.is_alive():
             raise WorkerStartError(
                 "The Celery worker exited with code %s before it was ready. Its log ends with:\n%s"
                 % (worker.process.returncode, worker.log_tail())
             )
-        replies = app.control.ping(destination=[worker.nodename], timeout=PING_TIMEOUT_SECONDS)
+        try:
+            replies = app.control.ping(destination=[worker.nodename], timeout=PING_TIMEOUT_SECONDS)
+        except ValueError as error:
+            # The filesystem transport can hand the reader a reply file the
+            # worker has not finished writing; the JSON decode error (a
+            # ValueError) only means "try again".
+            last_error = error
+            continue
         if any(worker.nodename in reply for reply in replies):
             return
     raise WorkerStartError(
-        "The Celery worker %s did not answer a ping within %.0f s. Its log ends with:\n%s"
-        % (worker.nodename, START_TIMEOUT_SECONDS, worker.log_tail())
+        "The Celery worker %s did not reply to a ping within %.0f s (last error: %s). Its log ends with:\n%s"
+        % (worker.nodename, START_TIMEOUT_SECONDS, last_error, worker.log_tail())
     )
 
 
@@ -152,7 +160,7 @@ def stop_worker(worker, app=None, timeout=STOP_TIMEOUT_SECONDS):
     With the filesystem broker, a remote-control ``shutdown`` stopped an idle
     worker in about 2 s and TERM in about 5 s. Both let a running task
     finish. The worker runs in
-    its own session, so its process group holds exactly the processes this
+    its own session, so its process group contains exactly the processes this
     harness started: the main process, its prefork children and any ffmpeg
     they run.
     """

@@ -32,6 +32,7 @@ DEFAULT_QUEUES = ("default", "gpu")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 20.0
 PING_TIMEOUT_SECONDS = 0.5
+BROKER_CONNECT_SECONDS = 2.0
 
 
 class WorkerStartError(RuntimeError):
@@ -154,6 +155,22 @@ def _wait_until_ready(app, worker, deadline):
     )
 
 
+def _remote_shutdown(app, nodename):
+    """Send ``nodename`` a remote-control shutdown; return False when the broker cannot take it.
+
+    A test may have stopped its broker on purpose, and kombu would retry
+    the connection for a long time, so one short attempt is made and the
+    caller falls back to signals.
+    """
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=BROKER_CONNECT_SECONDS)
+            app.control.shutdown(destination=[nodename], connection=connection)
+    except Exception:  # noqa: BLE001 - any broker failure means "use signals instead"
+        return False
+    return True
+
+
 def stop_worker(worker, app=None, timeout=STOP_TIMEOUT_SECONDS):
     """Stop ``worker`` with a warm shutdown, then KILL its whole process group.
 
@@ -165,8 +182,7 @@ def stop_worker(worker, app=None, timeout=STOP_TIMEOUT_SECONDS):
     they run.
     """
     process = worker.process
-    if process.poll() is None and app is not None:
-        app.control.shutdown(destination=[worker.nodename])
+    if process.poll() is None and app is not None and _remote_shutdown(app, worker.nodename):
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout)
     if process.poll() is None:

@@ -89,7 +89,12 @@ class ImportForm(forms.Form):
 
 
 def run_import(cleaned):
-    """Run the import the form describes and return ``(report, lines)``."""
+    """Run the import the form describes and return ``(report, lines)``.
+
+    NOTE: hashing, probing and copying run inside the request (the pack's 46
+    files take about 1 s), so a folder of thousands of large files can
+    outlast a front server's timeout; ``manage.py import_clips`` has no limit.
+    """
     lines = []
     captions = cleaned.get("captions")
     if cleaned.get("folder_path"):

@@ -245,7 +245,10 @@ def join(request, token):
     try:
         participant = participant_from_query(request.GET)
     except InvalidParticipant as error:
-        logger.info("Rejected invite link of cohort %s: %s", cohort.pk, error)
+        # The parameter names only: the message quotes the value, and a
+        # participant id is personal data and the credential of its account.
+        logger.info("Rejected invite link of cohort %s: invalid participant parameters among %s",
+                    cohort.pk, ", ".join(sorted(request.GET)))
         context["message"] = str(error)
         return render(request, "comparisons/join_error.html", context, status=400)
     context["participant"] = participant

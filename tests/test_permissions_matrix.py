@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
-from comparisons.models import Comparison, Export
+from comparisons.models import Clip, Comparison, Export
 from comparisons.roles import CURATORS, RESEARCHERS, sync_roles
-from tests.factories import make_cohort, make_pool, make_rater
+from tests.factories import make_cohort, make_pool, make_rater, png_bytes
 
 ANONYMOUS, RATER_A, RATER_B, CURATOR, RESEARCHER, SUPERUSER = ROLES = (
     "anonymous", "rater_a", "rater_b", "curator", "researcher", "superuser",
@@ -299,3 +300,82 @@ def test_every_admin_route_needs_staff(role, tmp_path, settings):
             assert response["Location"].startswith(reverse("admin:login")), f"{path}: {response['Location']}"
 
     assert len(opened) > 60
+
+
+# --- the admin import page's guards, from the outside -------------------------
+
+
+def post_import(client, **data):
+    return client.post(reverse("admin:comparisons_clip_import"), data)
+
+
+@pytest.fixture
+def curator_client(tmp_path, settings):
+    world = build_world(tmp_path, settings)
+    client = Client()
+    client.force_login(world.users[CURATOR])
+    return client
+
+
+@pytest.fixture
+def import_root(tmp_path, settings):
+    root = tmp_path / "incoming"
+    (root / "ok").mkdir(parents=True)
+    (root / "ok" / "inside.png").write_bytes(png_bytes(40, 30))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png_bytes(40, 30))
+    (root / "link-out").symlink_to(outside, target_is_directory=True)
+    settings.SALON = {**settings.SALON, "IMPORT_ROOTS": [str(root)]}
+    return root, outside
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("folder", ["OUTSIDE", "../outside", "link-out", "/etc"])
+def test_import_folder_outside_roots_is_rejected(folder, curator_client, import_root):
+    root, outside = import_root
+    folder = str(outside) if folder == "OUTSIDE" else folder
+    clips_before = Clip.objects.count()
+
+    response = post_import(curator_client, folder=folder, pool="guards")
+
+    assert response.status_code == 200
+    assert "folder" in response.context["form"].errors
+    assert "import roots" in " ".join(response.context["form"].errors["folder"])
+    assert Clip.objects.count() == clips_before
+
+
+@pytest.mark.django_db
+def test_import_folder_inside_roots_is_accepted(curator_client, import_root):
+    response = post_import(curator_client, folder="ok", pool="guards")
+
+    assert response.status_code == 200
+    assert response.context["form"].errors == {}
+    assert list(Clip.objects.filter(pools__name="guards").values_list("original_name", flat=True)) == ["inside.png"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", [3_000, 200_000])
+def test_import_upload_over_size_limit_is_rejected(size, curator_client, settings):
+    """Just over the limit fails form validation; far over it is refused before the body is parsed."""
+    settings.SALON = {**settings.SALON, "MAX_UPLOAD_BYTES": 2_000}
+    upload = SimpleUploadedFile("big.png", png_bytes(64, 64) + b"\0" * size, content_type="image/png")
+    clips_before = Clip.objects.count()
+
+    response = post_import(curator_client, files=upload, pool="guards")
+
+    assert response.status_code == 200
+    assert "MAX_UPLOAD_BYTES" in response.content.decode()
+    assert Clip.objects.count() == clips_before
+
+
+@pytest.mark.django_db
+def test_import_image_over_pixel_limit_fails(curator_client, settings):
+    settings.SALON = {**settings.SALON, "MAX_IMAGE_PIXELS": 100}
+    upload = SimpleUploadedFile("wide.png", png_bytes(40, 30), content_type="image/png")
+
+    response = post_import(curator_client, files=upload, pool="guards")
+
+    assert response.status_code == 200
+    assert not Clip.objects.filter(original_name="wide.png").exclude(status=Clip.Status.FAILED).exists()
+    assert "MAX_IMAGE_PIXELS" in response.content.decode()

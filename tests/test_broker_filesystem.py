@@ -12,7 +12,12 @@ PAYLOAD_BYTES = 256 * 1024
 
 
 def connection(folder):
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False}
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(folder / "control"),
+        "store_processed": False,
+    }
     return Connection("filesystem://", transport_options=options)
 
 

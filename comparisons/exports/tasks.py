@@ -15,8 +15,9 @@ from taste_site.conf import salon_settings
 
 logger = logging.getLogger(__name__)
 
-# A million judgments take about a minute (docs/benchmarks.md); the limits only
-# stop a run that is stuck, such as one waiting on a locked database.
+# An export of a million judgments took 20-65 s on a 2 vCPU machine
+# (docs/benchmarks.md). The limits are there to stop a run that is stuck, such
+# as one waiting on a locked database.
 SOFT_TIME_LIMIT_SECONDS = 2 * 60 * 60
 TIME_LIMIT_SECONDS = SOFT_TIME_LIMIT_SECONDS + 120
 
@@ -41,7 +42,7 @@ def run_export(export_id):
     Only a queued export is started, so a duplicate delivery of the task finds
     it running or finished and does nothing.
     """
-    # NOTE: a worker killed mid-export leaves the row "running" for good; the
+    # NOTE: a worker killed mid-export leaves the row "running" for good, so the
     # researcher has to request the export again.
     claimed = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
         status=Export.Status.RUNNING, started_at=timezone.now()

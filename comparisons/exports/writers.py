@@ -161,8 +161,8 @@ def write_chunks(chunks, stream):
     written = 0
     for chunk in chunks:
         stream.write(chunk)
-        # Chunks are already large, so flushing each costs nothing and keeps
-        # no more than one chunk in the process.
+        # Chunks are already large, so flushing each costs little and keeps at
+        # most one chunk in the process.
         stream.flush()
         written += len(chunk)
     return written

@@ -555,7 +555,7 @@ def parse_args(argv):
     parser.add_argument("--postgres-server", default="postgres://postgres@127.0.0.1:5432",
                         help="local PostgreSQL server on which the run creates and drops its database")
     parser.add_argument("--raters", type=int, nargs="+", default=[1, 16, 64], help="values of N, one phase each")
-    parser.add_argument("--votes-per-rater", type=int, default=25, help="cap on votes (and floor requests) per thread")
+    parser.add_argument("--votes-per-rater", type=int, default=50, help="cap on votes (and floor requests) per thread")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="cap on the duration of each phase")
     parser.add_argument("--clips", type=int, default=40, help="images in the pool (pairs = clips * (clips - 1) / 2)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")

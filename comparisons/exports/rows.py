@@ -101,22 +101,7 @@ class ExportRows:
         self.stats = ExportStats()
         self._check_backbone()
 
-        self.contexts = {}
-        for cohort in cohorts:
-            context = CohortContext(cohort)
-            if options.features or options.scores:
-                context.backbone = resolve_backbone(cohort, options.backbone)
-            if options.scores and context.backbone:
-                context.taste_model = TasteModel.objects.filter(
-                    cohort=cohort, backbone=context.backbone, is_active=True
-                ).first()
-                if context.taste_model is not None:
-                    context.scores = {
-                        clip_id: tuple(terms)
-                        for clip_id, *terms in ClipScore.objects.filter(taste_model=context.taste_model)
-                        .values_list("clip_id", "total", "semantic", "aesthetic", "incoherence")
-                    }
-            self.contexts[cohort.id] = context
+        self.contexts = {cohort.id: self._cohort_context(cohort) for cohort in cohorts}
 
         base = self._filtered_judgments()
         # Freeze the last judgment id now, so votes arriving during a long export
@@ -135,6 +120,22 @@ class ExportRows:
                     "user_id", "cohort_id", "platform", "participant_id", "study_id", "session_id"
                 )
             }
+
+    def _cohort_context(self, cohort):
+        context = CohortContext(cohort)
+        if self.options.features or self.options.scores:
+            context.backbone = resolve_backbone(cohort, self.options.backbone)
+        if not (self.options.scores and context.backbone):
+            return context
+        context.taste_model = TasteModel.objects.filter(
+            cohort=cohort, backbone=context.backbone, is_active=True
+        ).first()
+        if context.taste_model is not None:
+            scores = ClipScore.objects.filter(taste_model=context.taste_model).values_list(
+                "clip_id", "total", "semantic", "aesthetic", "incoherence"
+            )
+            context.scores = {clip_id: tuple(terms) for clip_id, *terms in scores}
+        return context
 
     def _check_backbone(self):
         requested = self.options.backbone

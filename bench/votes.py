@@ -10,8 +10,8 @@ The benchmark makes everything it measures and removes it afterwards:
    transaction, behind the same middleware and server);
 4. for each N: N threads hit the floor endpoint, then N simulated raters (rater
    memberships with ``is_simulated``, so ``SIMULATED_RATERS_EXEMPT`` lifts the
-   rate limit and the minimum view time) log in, fetch a pair and vote, each
-   vote answered with the next pair.
+   rate limit and the minimum view time) log in, fetch a pair and vote. Each
+   vote response carries the next pair.
 
 Every request goes to 127.0.0.1 only. Each phase is capped both in requests
 (``--votes-per-rater`` per thread) and in time (``--max-seconds``), and the run
@@ -460,7 +460,7 @@ class Server:
                 raise BenchError(f"gunicorn returned HTTP {status} to the login page:\n{self.log_tail()}")
             except OSError:
                 time.sleep(0.2)
-        raise BenchError(f"gunicorn did not answer within {SERVER_START_SECONDS:.0f} s:\n{self.log_tail()}")
+        raise BenchError(f"gunicorn did not respond within {SERVER_START_SECONDS:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, chars=4000):
         try:

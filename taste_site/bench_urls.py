@@ -2,7 +2,7 @@
 
 The floor endpoint does the least a vote could do: one INSERT in one
 transaction behind the same middleware and server. The benchmark divides the
-vote figures by the floor's, so that its results say how much the vote path
+vote figures by the floor's, so that its results show how much the vote path
 costs above that floor on the same machine, whatever the machine is.
 """
 

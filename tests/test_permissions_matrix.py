@@ -108,7 +108,7 @@ def vote_body(world):
 
 @dataclass(frozen=True)
 class Row:
-    """One route: the request to send and the expected answer per role."""
+    """One route: the request to send and the expected response per role."""
 
     method: str
     url: object  # function World -> path

@@ -35,7 +35,7 @@ def pause_after_first_claim(sender, instance, created, **kwargs):
         while time.monotonic() < deadline:
             time.sleep(0.5)
 
-    # After the commit, so the RUNNING row is what another process sees.
+    # After the commit, so that other processes read the row as RUNNING.
     transaction.on_commit(pause)
 
 

@@ -17,6 +17,18 @@ def env_str(name, default=None):
     return os.environ.get(name, default)
 
 
+def env_secret(name, fallback_file):
+    """Return the variable ``name``, else the stripped contents of ``fallback_file``.
+
+    ``bin/run-demo`` writes such files once per var folder, so management
+    commands run by hand find the same secrets as the servers it started.
+    """
+    value = os.environ.get(name, "")
+    if not value and fallback_file.is_file():
+        value = fallback_file.read_text().strip()
+    return value
+
+
 def env_bool(name, default):
     """Return the variable ``name`` parsed as a boolean."""
     raw = os.environ.get(name)

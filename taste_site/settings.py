@@ -11,19 +11,20 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from taste_site.env import env_bool, env_float, env_int, env_list, env_str
+from taste_site.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SALON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env_bool("SALON_DEBUG", False)
 
-SECRET_KEY = env_str("SALON_SECRET_KEY")
+SECRET_KEY = env_secret("SALON_SECRET_KEY", VAR_DIR / "secret-key")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SALON_SECRET_KEY is not set. Set it to a long random string, "
-            "or set SALON_DEBUG=1 for a local development server."
+            f"SALON_SECRET_KEY is not set and {VAR_DIR / 'secret-key'} does not exist. Set it to a long "
+            "random string, run bin/run-demo once to create that file, or set SALON_DEBUG=1 for a "
+            "local development server."
         )
     SECRET_KEY = "salon-insecure-development-key"
 
@@ -214,7 +215,7 @@ SALON = {
     "REFIT_STALE_MINUTES": env_int("SALON_REFIT_STALE_MINUTES", 60, minimum=1),
     "REFIT_SEED": env_int("SALON_REFIT_SEED", 0, minimum=0),
     "REFIT_MIN_NEW_JUDGMENTS": env_int("SALON_REFIT_MIN_NEW_JUDGMENTS", 10, minimum=1),
-    "PSEUDONYM_SECRET": env_str("SALON_PSEUDONYM_SECRET", ""),
+    "PSEUDONYM_SECRET": env_secret("SALON_PSEUDONYM_SECRET", VAR_DIR / "pseudonym-secret"),
     "EXPORT_DIR": env_str("SALON_EXPORT_DIR", str(VAR_DIR / "exports")),
     "EXPORT_LICENCE": env_str("SALON_EXPORT_LICENCE", ""),
 }

@@ -309,3 +309,23 @@ def test_login_page_renders_and_logs_in(client):
     assert 'name="password"' in page.content.decode()
     assert response.status_code == 302
     assert response["Location"] == reverse("home")
+
+
+def test_home_lists_leaderboards_for_researchers_only(client):
+    from django.contrib.auth.models import Group
+
+    from tests.factories import make_cohort, make_rater
+
+    cohort = make_cohort(name="Night critics")
+    rater = make_rater(cohort)
+    researcher = make_rater(username="researcher-home")
+    researcher.is_staff = True
+    researcher.save()
+    researcher.groups.add(Group.objects.get_or_create(name="Researchers")[0])
+    leaderboard_url = f"/scoring/cohorts/{cohort.slug}/leaderboard/"
+
+    client.force_login(rater)
+    assert leaderboard_url not in client.get("/").content.decode()
+
+    client.force_login(researcher)
+    assert leaderboard_url in client.get("/").content.decode()

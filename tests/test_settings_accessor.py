@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from taste_site.conf import DEFAULTS, salon_settings
-from taste_site.env import env_bool, env_int
+from taste_site.env import env_bool, env_int, env_secret
 
 
 def test_accessor_follows_override_settings():
@@ -32,3 +32,15 @@ def test_env_int_enforces_minimum(monkeypatch):
         env_int("SALON_COUNT", 5, minimum=1)
     monkeypatch.setenv("SALON_COUNT", "7")
     assert env_int("SALON_COUNT", 5, minimum=1) == 7
+
+
+def test_env_secret_prefers_variable_then_file(monkeypatch, tmp_path):
+    secret_file = tmp_path / "secret-key"
+    monkeypatch.delenv("SALON_TEST_SECRET", raising=False)
+    assert env_secret("SALON_TEST_SECRET", secret_file) == ""
+
+    secret_file.write_text("from-file\n")
+    assert env_secret("SALON_TEST_SECRET", secret_file) == "from-file"
+
+    monkeypatch.setenv("SALON_TEST_SECRET", "from-env")
+    assert env_secret("SALON_TEST_SECRET", secret_file) == "from-env"

@@ -59,10 +59,17 @@ def json_login_required(view):
 
 @require_safe
 def home(request):
+    # Imported here because the rater pages must not depend on scoring for anything else.
+    from scoring.leaderboard import can_view_leaderboard
+
     memberships = []
+    leaderboard_cohorts = []
     if request.user.is_authenticated:
         memberships = Membership.objects.filter(user=request.user).select_related("cohort").order_by("cohort__name")
-    return render(request, "comparisons/home.html", {"memberships": memberships})
+        if can_view_leaderboard(request.user):
+            leaderboard_cohorts = Cohort.objects.order_by("name")
+    context = {"memberships": memberships, "leaderboard_cohorts": leaderboard_cohorts}
+    return render(request, "comparisons/home.html", context)
 
 
 @login_required

@@ -202,3 +202,17 @@ def test_range_without_judgments_gives_empty_export(out, file_format, capsys):
         assert "left_sha256" in frame.columns
     else:
         assert target.read_bytes() == b""
+
+
+def test_empty_export_points_at_left_out_simulated_judgments(out, capsys):
+    from tests.factories import make_cohort, make_judgment, make_rater
+
+    cohort = make_cohort(slug="robots")
+    rater = make_rater(cohort, is_simulated=True)
+    left, right = cohort.pool.clips.all()[:2]
+    for _ in range(3):
+        make_judgment(cohort, rater, left, right, is_simulated=True)
+
+    run("--cohort", "robots", "--output", str(out / "robots.csv"))
+
+    assert "3 simulated judgments were left out: add --include-simulated" in capsys.readouterr().err

@@ -85,6 +85,10 @@ def test_daily_goal_stops_raters_and_says_so(capsys):
     assert "2 of 2 raters stopped: daily_goal_reached." in output
     assert "not exempt from the daily goal (10)" in output
 
+    # The same two raters have spent today's goal, so the advice adds raters.
+    simulate(data.cohort, raters=2, judgments=10)
+    assert "use --raters 3 or more, or raise the goal" in capsys.readouterr().out
+
 
 def test_exhausted_pool_is_reported(capsys):
     data = build_planted_cohort(n_clips=6, n_judgments=0, n_raters=0, daily_goal=0)

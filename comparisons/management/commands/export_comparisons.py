@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from comparisons.exports.files import export_to_path
 from comparisons.exports.options import FORMATS, ExportError, ExportOptions
+from comparisons.models import Judgment
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
@@ -92,8 +93,17 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
         if result.rows == 0:
-            self.stderr.write(self.style.WARNING("No judgment matched the filters: the file has no rows."))
+            message = "No judgment matched the filters: the file has no rows."
+            simulated = 0 if export_options.include_simulated else count_simulated(export_options.cohorts)
+            if simulated:
+                message += f" {simulated} simulated judgments were left out: add --include-simulated to export them."
+            self.stderr.write(self.style.WARNING(message))
         self.stdout.write(
             f"Wrote {result.rows} rows to {result.path} ({result.size_bytes} bytes); "
             f"cards: {result.card_markdown_path.name}, {result.card_json_path.name}"
         )
+
+
+def count_simulated(cohort_slugs):
+    """Return how many simulated judgments the cohorts hold, for the empty-export hint."""
+    return Judgment.objects.filter(comparison__cohort__slug__in=cohort_slugs, is_simulated=True).count()

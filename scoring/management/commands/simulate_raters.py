@@ -109,9 +109,12 @@ class Command(BaseCommand):
         if run.stored < run.requested:
             advice = []
             if EndState.DAILY_GOAL_REACHED in run.end_states.values():
+                # Raters who reached the goal stay spent until tomorrow, so the
+                # advice counts the new raters the missing judgments need.
+                missing = run.requested - run.stored
                 advice.append(
                     f"simulated raters are not exempt from the daily goal ({cohort.daily_goal}): use "
-                    f"--raters {math.ceil(run.requested / cohort.daily_goal)} or more, or raise the goal"
+                    f"--raters {raters + math.ceil(missing / cohort.daily_goal)} or more, or raise the goal"
                 )
             if EndState.ALL_JUDGED in run.end_states.values():
                 advice.append("the raters judged every pair of the pool: add clips or raters")

@@ -178,6 +178,15 @@ def _row_metadata(row):
     return metadata
 
 
+def fill_missing_metadata(metadata, fallback):
+    """Return ``metadata`` with its empty fields taken from ``fallback``."""
+    filled = {
+        name: getattr(metadata, name) or getattr(fallback, name)
+        for name in ("caption", "prompt", "generator", "licence", "credit", "source")
+    }
+    return ClipMetadata(**filled)
+
+
 def read_caption_csv(csv_path, base_folder=None):
     """Read a caption CSV or manifest; return its CaptionTable.
 
@@ -355,12 +364,7 @@ class Importer:
         if path.is_dir():
             return self.import_folder(path, captions)
         if path.suffix.lower() == ".csv":
-            if captions:
-                raise ImportInputError(
-                    _("%(path)s is a manifest CSV already; put the captions in it instead of passing --captions.")
-                    % {"path": path}
-                )
-            return self.import_manifest(path)
+            return self.import_manifest(path, captions)
         raise ImportInputError(
             _("%(path)s is neither a folder nor a CSV file; give a folder of media files or a manifest CSV.")
             % {"path": path}
@@ -390,15 +394,28 @@ class Importer:
         self._log_done(folder, started)
         return self.report
 
-    def import_manifest(self, csv_path):
-        """Import exactly the rows of the manifest ``csv_path``, in order."""
+    def import_manifest(self, csv_path, captions=None):
+        """Import exactly the rows of the manifest ``csv_path``, in order.
+
+        A ``captions`` CSV fills the cells that the manifest leaves empty for
+        the same files, so a manifest of licences and a separate caption file
+        can be imported together. Its rows for files the manifest does not
+        list are not imported.
+        """
         started = time.perf_counter()
         table = read_caption_csv(csv_path)
+        extra = read_caption_csv(captions) if captions else None
         self._prepare_pool()
         self._report_csv_problems(table)
+        if extra is not None:
+            self._report_csv_problems(extra)
         for row in table.rows:
             display = "%s line %d: %s" % (table.csv_path.name, row.line, row.raw_path)
-            self.import_file(row.path, display, row.metadata, explicit=True)
+            metadata = row.metadata
+            extra_row = extra.by_path.get(row.path.resolve()) if extra is not None else None
+            if extra_row is not None:
+                metadata = fill_missing_metadata(metadata, extra_row.metadata)
+            self.import_file(row.path, display, metadata, explicit=True)
         self._log_done(csv_path, started)
         return self.report
 

@@ -261,10 +261,28 @@ def test_manifest_imports_exactly_its_rows(media_folder):
 
 
 @pytest.mark.django_db
-def test_manifest_with_captions_option_stops(media_folder):
-    manifest = write_csv(media_folder / "manifest.csv", [{"path": "images/a.png", "caption": "x"}])
-    with pytest.raises(CommandError, match="is a manifest CSV already"):
-        run_import(manifest, captions=manifest)
+def test_manifest_with_captions_fills_empty_cells(media_folder):
+    """Licences from a manifest and captions from a separate CSV both reach the clip."""
+    manifest = write_csv(
+        media_folder / "manifest.csv",
+        [{"path": "images/a.png", "caption": "", "licence": "CC0-1.0", "credit": "Ada"},
+         {"path": "videos/d.mp4", "caption": "kept from the manifest", "licence": "GPL-2+", "credit": ""}],
+        columns=("path", "caption", "licence", "credit"),
+    )
+    captions = write_csv(
+        media_folder / "captions.csv",
+        [{"path": "images/a.png", "caption": "a caption from the second file"},
+         {"path": "videos/d.mp4", "caption": "ignored: the manifest has one"},
+         {"path": "images/b.jpg", "caption": "not in the manifest"}],
+    )
+
+    _text, counts = run_import(manifest, captions=captions)
+
+    assert counts == {"imported": 2, "duplicate": 0, "failed": 0, "ignored": 0}
+    image = Clip.objects.get(original_name="a.png")
+    assert (image.caption, image.licence, image.credit) == ("a caption from the second file", "CC0-1.0", "Ada")
+    video = Clip.objects.get(original_name="d.mp4")
+    assert (video.caption, video.licence, video.credit) == ("kept from the manifest", "GPL-2+", "")
 
 
 @pytest.mark.django_db

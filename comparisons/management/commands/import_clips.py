@@ -35,7 +35,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--captions",
             help="CSV with columns path,caption and optional prompt, generator (JSON or plain text), licence, "
-                 "credit, source. Paths are relative to the CSV's folder.",
+                 "credit, source. Paths are relative to the CSV's folder. With a manifest PATH, it fills the "
+                 "cells the manifest leaves empty.",
         )
         parser.add_argument(
             "--wait", action="store_true",

@@ -29,7 +29,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 MIN_VIEW_MS = 600
 ENABLED_LEFT = 'button[data-choice="left"]:not([disabled])'
 
@@ -142,8 +141,9 @@ def vote_twice(browser, live_server, cohort, cookie):
     seen["first_captions"] = [page.inner_text(f"#clip-{side} .caption") for side in ("left", "right")]
     seen["first_src"] = page.get_attribute("#clip-left .media", "src")
     seen["restart_visible"] = page.is_visible("#restart")
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / "compare-desktop.png"), full_page=True)
+    screenshot_dir = settings.VAR_DIR / "screenshots"
+    screenshot_dir.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot_dir / "compare-desktop.png"), full_page=True)
 
     # Tag the hidden preloaded elements, to see whether the next pair reuses them.
     seen["preloaded"] = page.evaluate(
@@ -165,7 +165,7 @@ def vote_twice(browser, live_server, cohort, cookie):
     third = shown_pair(page)
 
     page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SCREENSHOT_DIR / "compare-narrow.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "compare-narrow.png"), full_page=True)
     seen["left_box"] = page.locator("#clip-left").bounding_box()
     seen["right_box"] = page.locator("#clip-right").bounding_box()
     context.close()
@@ -225,8 +225,9 @@ def watch_and_restart(browser, live_server, cohort, cookie):
         "() => Array.from(document.querySelectorAll('#pair video')).every(v => !v.paused && v.currentTime > 0)"
     )
     seen["restart_visible"] = page.is_visible("#restart")
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / "compare-videos.png"))
+    screenshot_dir = settings.VAR_DIR / "screenshots"
+    screenshot_dir.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot_dir / "compare-videos.png"))
 
     page.keyboard.press("ArrowDown")
     wait_for_new_pair(page, pair)

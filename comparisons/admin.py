@@ -134,7 +134,7 @@ class ClipAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Process the selected failed clips again"), permissions=["change"])
     def process_again(self, request, queryset):
-        from comparisons.tasks import process_clip
+        from comparisons.tasks import send_process_clip
 
         retried, skipped = 0, 0
         for clip in queryset.filter(status=Clip.Status.FAILED):
@@ -145,7 +145,7 @@ class ClipAdmin(admin.ModelAdmin):
                 status=Clip.Status.PENDING, failure_reason="", updated_at=timezone.now()
             )
             if changed:
-                process_clip.delay_on_commit(clip.pk)
+                send_process_clip(clip.pk)
                 retried += 1
         self.message_user(
             request,

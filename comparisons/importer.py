@@ -583,7 +583,7 @@ class Importer:
 
     def _store_clip(self, path, display, sha256, info, metadata, existing):
         """Store the original, save the clip as pending and enqueue its processing."""
-        from comparisons.tasks import process_clip
+        from comparisons.tasks import send_process_clip
 
         clip = existing if existing is not None else Clip(sha256=sha256)
         clip.kind = info.kind
@@ -602,7 +602,7 @@ class Importer:
                 clip.save()
                 if self.pool is not None:
                     self.pool.clips.add(clip)
-                process_clip.delay_on_commit(clip.pk)
+                send_process_clip(clip.pk)
         except IntegrityError:
             # Another import stored the same content between the lookup and
             # this insert: the file at the sha256 name is theirs to keep.
@@ -620,9 +620,9 @@ class Importer:
         return self._record(Outcome(IMPORTED, display, message, clip.pk))
 
     def _enqueue(self, clip_id):
-        from comparisons.tasks import process_clip
+        from comparisons.tasks import send_process_clip
 
-        process_clip.delay_on_commit(clip_id)
+        send_process_clip(clip_id)
         self.report.enqueued.append(clip_id)
 
     def _log_done(self, source, started):

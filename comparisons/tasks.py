@@ -21,6 +21,7 @@ from django.core.files import File
 from django.db import OperationalError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError as BrokerError
 
 from comparisons import media
 from comparisons.models import Clip
@@ -35,6 +36,9 @@ EXTRA_SECONDS = 120
 # Backstop limits for a message sent without limits (a plain ``delay``).
 DEFAULT_SOFT_TIME_LIMIT = 1800
 DEFAULT_TIME_LIMIT = 1860
+# A clip pending this long without being processed is sent again by the sweep.
+PENDING_RESEND_MINUTES = 10
+RESEND_BATCH = 200
 
 
 def time_limits():
@@ -151,6 +155,45 @@ def request_features(clip_id):
     transaction.on_commit(
         lambda: current_app.send_task(FEATURES_TASK, args=[[clip_id]], queue="gpu")
     )
+
+
+def send_process_clip(clip_id):
+    """Send :func:`process_clip` for ``clip_id`` once the current transaction commits.
+
+    A broker outage must not fail an import whose clip is already stored:
+    the clip stays pending, and :func:`resend_pending_clips` sends it again
+    once the broker is back.
+    """
+
+    def send():
+        try:
+            process_clip.apply_async((clip_id,), retry=False)
+        except BrokerError as error:
+            logger.warning("Broker unavailable; clip %s stays pending until it is sent again: %s", clip_id, error)
+
+    transaction.on_commit(send)
+
+
+@shared_task(name="comparisons.tasks.resend_pending_clips", ignore_result=True, soft_time_limit=60, time_limit=90)
+def resend_pending_clips():
+    """Send process_clip again for clips left pending, e.g. by a broker outage.
+
+    Safe to run twice: process_clip ignores a clip that is no longer pending.
+    Run by Celery beat; each run sends at most RESEND_BATCH clips, oldest first.
+    """
+    cutoff = timezone.now() - timezone.timedelta(minutes=PENDING_RESEND_MINUTES)
+    clip_ids = list(
+        Clip.objects.filter(status=Clip.Status.PENDING, updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:RESEND_BATCH]
+    )
+    for clip_id in clip_ids:
+        process_clip.apply_async((clip_id,))
+    # Touch them so the next sweep waits another PENDING_RESEND_MINUTES.
+    Clip.objects.filter(pk__in=clip_ids, status=Clip.Status.PENDING).update(updated_at=timezone.now())
+    if clip_ids:
+        logger.info("Sent %d pending clips for processing again", len(clip_ids))
+    return len(clip_ids)
 
 
 @shared_task(

@@ -231,6 +231,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(SALON["SCHEDULER_INTERVAL_SECONDS"]),
         "options": {"queue": "default", "expires": float(SALON["SCHEDULER_INTERVAL_SECONDS"])},
     },
+    "resend-pending-clips": {
+        "task": "comparisons.tasks.resend_pending_clips",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 300.0},
+    },
 }
 
 LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")

@@ -240,10 +240,6 @@ def test_refits_catch_up_after_broker_returns(settings, tmp_path, redis_broker):
     assert version.is_active is True
 
 
-# NOTE: the importer sends process_clip from transaction.on_commit, and Celery's
-# publish raises kombu's OperationalError when the broker is down, so the import
-# stops at its first new file (that clip stays committed as pending).
-@pytest.mark.xfail(strict=True, raises=BrokerError, reason="an import fails when the broker is down")
 def test_import_during_outage_processed_later(settings, tmp_path, redis_broker):
     """An import while the broker is down stores its clips; they are processed once it is back."""
     from comparisons.importer import Importer

@@ -442,3 +442,24 @@ def test_import_modules_leave_torch_out():
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.django_db
+def test_sweep_resends_only_stale_pending_clips(media_folder):
+    """Clips left pending (say by a broker outage) are sent again; fresh and ready ones are not."""
+    from django.utils import timezone
+
+    from comparisons.tasks import PENDING_RESEND_MINUTES, resend_pending_clips
+
+    run_import(media_folder)
+    stale, fresh, done = Clip.objects.order_by("pk")[:3]
+    old = timezone.now() - timezone.timedelta(minutes=PENDING_RESEND_MINUTES + 1)
+    Clip.objects.filter(pk__in=[stale.pk, done.pk]).update(updated_at=old)
+    Clip.objects.filter(pk=done.pk).update(status=Clip.Status.READY)
+    Clip.objects.exclude(pk__in=[stale.pk, fresh.pk, done.pk]).delete()
+
+    assert resend_pending_clips() == 1
+    # Sent again only after another full interval.
+    assert resend_pending_clips() == 0
+    stale.refresh_from_db()
+    assert stale.updated_at > old

@@ -25,7 +25,7 @@ from django.test import Client
 from django.urls import reverse
 from kombu.exceptions import OperationalError as BrokerError
 
-from comparisons.models import Clip, Judgment, Membership
+from comparisons.models import Clip, Export, Judgment, Membership
 from scoring.models import TasteModel
 from taste_site.celery import app
 from tests.factories import png_bytes
@@ -88,9 +88,12 @@ class PrivateRedis:
 
 
 @contextlib.contextmanager
-def app_on_broker(settings, url):
+def app_on_broker(settings, monkeypatch, url):
     """Point Salon's Celery app (and workers started from ``settings``) at ``url`` for the block."""
     saved = (app.conf.broker_url, app.conf.broker_transport_options, settings.CELERY_BROKER_URL)
+    # Celery reads CELERY_BROKER_URL from the environment before its own
+    # configuration, so a configuration's broker would win over the change below.
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
 
     def reset_pools():
         # Connection and producer pools are made on first use from the URL of that moment.
@@ -109,7 +112,7 @@ def app_on_broker(settings, url):
 
 
 @pytest.fixture
-def redis_broker(settings, tmp_path, transactional_db):
+def redis_broker(settings, monkeypatch, tmp_path, transactional_db):
     """Yield ``(server, start_worker)``: a private Redis that Salon uses as broker, and a worker starter.
 
     Workers are stopped with the broker running, because stopping one
@@ -125,7 +128,7 @@ def redis_broker(settings, tmp_path, transactional_db):
         return workers.enter_context(run_celery_worker(settings.MEDIA_ROOT, log_dir, queues=queues, extra_env=extra_env))
 
     try:
-        with app_on_broker(settings, server.url):
+        with app_on_broker(settings, monkeypatch, server.url):
             try:
                 yield server, start_worker
             finally:
@@ -136,9 +139,10 @@ def redis_broker(settings, tmp_path, transactional_db):
         server.stop()
 
 
-def assert_broker_down():
-    with pytest.raises(BrokerError):
-        with app.connection_for_write() as broker:
+def assert_broker_down(server):
+    with app.connection_for_write() as broker:
+        assert (broker.transport.driver_type, broker.hostname, broker.port) == ("redis", "127.0.0.1", server.port)
+        with pytest.raises(BrokerError):
             broker.ensure_connection(max_retries=1, timeout=2)
 
 
@@ -164,7 +168,7 @@ def test_votes_and_joins_work_while_broker_is_down(redis_broker):
     rater.force_login(data.raters[0])
 
     server.stop()
-    assert_broker_down()
+    assert_broker_down(server)
     statuses = vote_times(rater, data.cohort, OUTAGE_VOTES)
     newcomer = Client()
     joined = newcomer.post(data.cohort.get_join_url() + "?PROLIFIC_PID=outage-participant-1")
@@ -211,7 +215,7 @@ def test_refits_catch_up_after_broker_returns(settings, tmp_path, redis_broker):
     beat = start_beat(settings, tmp_path, beat_log)
     try:
         server.stop()
-        assert_broker_down()
+        assert_broker_down(server)
         rater = Client()
         rater.force_login(data.raters[0])
         assert vote_times(rater, data.cohort, OUTAGE_VOTES) == [201] * OUTAGE_VOTES
@@ -252,7 +256,7 @@ def test_import_during_outage_processed_later(settings, tmp_path, redis_broker):
     worker = start_worker(("default",))
 
     server.stop()
-    assert_broker_down()
+    assert_broker_down(server)
     report = Importer(pool_name="outage").import_path(folder)
 
     clip = Clip.objects.get()
@@ -267,3 +271,27 @@ def test_import_during_outage_processed_later(settings, tmp_path, redis_broker):
         time.sleep(0.2)
     clip.refresh_from_db()
     assert clip.status == Clip.Status.READY, worker.log_tail()
+
+
+# NOTE: request_export sends its task from transaction.on_commit and Celery's
+# publish raises when the broker is down, so the page fails with a server
+# error after the Export row was stored, and nothing sends that export later.
+@pytest.mark.xfail(strict=True, raises=BrokerError, reason="an export request fails when the broker is down")
+def test_export_request_during_outage_is_kept(settings, tmp_path, redis_broker):
+    from tests.export_dataset import build_dataset
+    from tests.test_export_views import make_researcher
+
+    server, _start_worker = redis_broker
+    settings.SALON = {**settings.SALON, "EXPORT_DIR": str(tmp_path / "exports")}
+    build_dataset()
+    client = Client()
+    client.force_login(make_researcher())
+
+    server.stop()
+    assert_broker_down(server)
+    response = client.post(
+        reverse("exports:index"), {"cohorts": ["painters"], "format": "csv", "action": "prepare"}
+    )
+
+    assert response.status_code == 302
+    assert Export.objects.get().status == Export.Status.QUEUED

@@ -563,6 +563,9 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as a timeout")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the var folder (logs, SQLite file) afterwards")
+    parser.add_argument("--without-exemption", action="store_true",
+                        help="run with SALON_SIMULATED_RATERS_EXEMPT=0, so the minimum view time and the rate "
+                             "limit apply to the simulated raters too (expect 422 and 429 answers)")
     args = parser.parse_args(argv)
     if any(n < 1 or n > 256 for n in args.raters):
         parser.error(f"--raters must be between 1 and 256, got {args.raters}")
@@ -588,7 +591,7 @@ def main(argv=None):
         "SALON_SECRET_KEY": secrets.token_urlsafe(50),
         "SALON_DEBUG": "0",
         "SALON_ALLOWED_HOSTS": HOST,
-        "SALON_SIMULATED_RATERS_EXEMPT": "1",
+        "SALON_SIMULATED_RATERS_EXEMPT": "0" if args.without_exemption else "1",
         "SALON_LOG_LEVEL": "WARNING",
         "CELERY_BROKER_URL": "filesystem://",
     }
@@ -617,7 +620,8 @@ def main(argv=None):
             rows.append(row(n, floor, votes, stored, floor_stored))
             r = rows[-1]
             print(f"N={n}: {r['acknowledged']}/{r['sent']} votes acknowledged, {stored} stored, "
-                  f"{fmt(r['votes_per_second'], 1)} votes/s vs floor {fmt(r['floor_per_second'], 1)} req/s",
+                  f"{fmt(r['votes_per_second'], 1)} votes/s vs floor {fmt(r['floor_per_second'], 1)} req/s, "
+                  f"HTTP statuses {r['statuses']}",
                   flush=True)
     finally:
         if server is not None:

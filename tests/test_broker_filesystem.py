@@ -32,30 +32,35 @@ def test_consumer_polling_during_writes_gets_every_message_whole(tmp_path):
     done = threading.Event()
 
     def consume():
-        with connection(tmp_path) as conn:
-            queue = conn.SimpleQueue("race")
-            while len(received) < MESSAGES and not done.is_set():
-                try:
-                    message = queue.get(timeout=0.01)
-                except queue.Empty:
-                    continue
-                except Exception as error:  # a decode error is what the test looks for
-                    errors.append(repr(error))
-                    continue
-                received.append(message.payload)
-                message.ack()
+        try:
+            with connection(tmp_path) as conn:
+                queue = conn.SimpleQueue("race")
+                while len(received) < MESSAGES and not done.is_set():
+                    try:
+                        message = queue.get(timeout=0.01)
+                    except queue.Empty:
+                        continue
+                    except Exception as error:  # a decode error is what the test looks for
+                        errors.append(repr(error))
+                        continue
+                    received.append(message.payload)
+                    message.ack()
+        except Exception as error:  # reported by the assertions instead of dying silently
+            errors.append("reader stopped: %r" % error)
 
-    reader = threading.Thread(target=consume)
-    reader.start()
-    try:
-        with connection(tmp_path) as conn:
-            queue = conn.SimpleQueue("race")
+    # The queue is declared before the reader starts: kombu writes its
+    # binding table non-atomically too, and this test is about messages.
+    with connection(tmp_path) as conn:
+        queue = conn.SimpleQueue("race")
+        reader = threading.Thread(target=consume)
+        reader.start()
+        try:
             for number in range(MESSAGES):
                 queue.put({"n": number, "blob": "x" * PAYLOAD_BYTES})
-        reader.join(timeout=120)
-    finally:
-        done.set()
-        reader.join(timeout=10)
+            reader.join(timeout=120)
+        finally:
+            done.set()
+            reader.join(timeout=10)
 
     assert errors == []
     assert sorted(item["n"] for item in received) == list(range(MESSAGES))

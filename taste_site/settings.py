@@ -236,6 +236,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"queue": "default", "expires": 300.0},
     },
+    "resend-queued-exports": {
+        "task": "comparisons.exports.tasks.resend_queued_exports",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 300.0},
+    },
 }
 
 LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")

@@ -28,7 +28,7 @@ def request_export(user, options):
     django.core.exceptions.ImproperlyConfigured
         When ``SALON_PSEUDONYM_SECRET`` is empty.
     """
-    from comparisons.exports.tasks import export_comparisons
+    from comparisons.exports.tasks import send_export
 
     options.validate()
     pseudonym_secret()
@@ -36,7 +36,7 @@ def request_export(user, options):
     parameters.pop("format")
     with transaction.atomic():
         export = Export.objects.create(requested_by=user, format=options.format, parameters=parameters)
-        transaction.on_commit(partial(export_comparisons.delay, export.pk))
+        transaction.on_commit(partial(send_export, export.pk))
     logger.info("Export %s queued by user %s (%s)", export.pk, user.pk, options.format)
     return export
 

@@ -7,6 +7,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from comparisons.exports.files import export_to_path
 from comparisons.exports.options import ExportError, ExportOptions
@@ -20,6 +21,8 @@ logger = logging.getLogger(__name__)
 # as one waiting on a locked database.
 SOFT_TIME_LIMIT_SECONDS = 2 * 60 * 60
 TIME_LIMIT_SECONDS = SOFT_TIME_LIMIT_SECONDS + 120
+# A queued export older than this was most likely never sent (broker outage).
+QUEUED_RESEND_MINUTES = 10
 
 
 def export_dir():
@@ -88,3 +91,28 @@ def run_export(export_id):
 def export_comparisons(export_id):
     """Write the export with id ``export_id``; see :func:`run_export`."""
     return run_export(export_id)
+
+
+def send_export(export_id):
+    """Send the export task; a broker outage leaves the export queued for the sweep to resend."""
+    try:
+        export_comparisons.apply_async((export_id,), retry=False)
+    except BrokerError as error:
+        logger.warning("Broker unavailable; export %s stays queued until it is sent again: %s", export_id, error)
+
+
+@shared_task(name="comparisons.exports.tasks.resend_queued_exports", ignore_result=True, soft_time_limit=60, time_limit=90)
+def resend_queued_exports():
+    """Send the task again for exports still queued after QUEUED_RESEND_MINUTES.
+
+    Safe to run twice: the task only starts an export that is still queued.
+    """
+    cutoff = timezone.now() - timezone.timedelta(minutes=QUEUED_RESEND_MINUTES)
+    export_ids = list(
+        Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True)[:100]
+    )
+    for export_id in export_ids:
+        export_comparisons.apply_async((export_id,))
+    if export_ids:
+        logger.info("Sent %d queued exports again", len(export_ids))
+    return len(export_ids)

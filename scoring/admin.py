@@ -2,27 +2,13 @@
 
 from django.contrib import admin
 
+from comparisons.admin import ReadOnlyAdmin
 from scoring import admin_taste  # noqa: F401 (registers the taste model and clip score admins)
 from scoring.models import ClipFeatures
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Admin that shows rows but never adds, edits or deletes them.
-
-    Workers write these rows; a hand edit would make stored features or
-    fitted models disagree with the code that produced them.
-    """
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
+# Read-only because workers write these rows: a hand edit would make stored
+# features or fitted models disagree with the code that produced them.
 @admin.register(ClipFeatures)
 class ClipFeaturesAdmin(ReadOnlyAdmin):
     list_display = (

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from comparisons.admin import ReadOnlyAdmin
 from comparisons.models import Cohort
 from scoring.models import ClipScore, TasteModel
 from scoring.refit_inputs import fit_readiness
@@ -30,20 +31,7 @@ def format_metric(value, digits=3):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-class ImmutableAdmin(admin.ModelAdmin):
-    """Admin whose rows are shown, never added, edited or deleted by hand."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class TasteModelAdmin(ImmutableAdmin):
+class TasteModelAdmin(ReadOnlyAdmin):
     list_display = (
         "owner", "version", "backbone", "status", "is_active", "held_out_accuracy", "drift", "diversity",
         "n_judgments", "failure_summary", "finished_at", "leaderboard_link",
@@ -207,7 +195,7 @@ def cohort_status_rows(cohort_id=None):
     return rows
 
 
-class ClipScoreAdmin(ImmutableAdmin):
+class ClipScoreAdmin(ReadOnlyAdmin):
     list_display = ("clip", "taste_model", "rank", "total", "semantic", "aesthetic", "incoherence")
     list_filter = ("taste_model__backbone", "taste_model__cohort")
     list_select_related = ("clip", "taste_model", "taste_model__cohort")

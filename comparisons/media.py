@@ -254,7 +254,7 @@ def probe_image(path, head, max_pixels):
         if not head:
             raise MediaError(_("The file is empty (0 bytes)."))
         raise MediaError(
-            _("The file is not a JPEG, PNG or WebP image, although its name says so. Convert it to one of those.")
+            _("The file is not a JPEG, PNG or WebP image, although its name has an image extension. Convert it to one of those.")
         )
     image_format = sniffed[1]
     width, height = declared_image_size(path, image_format)
@@ -492,7 +492,7 @@ def probe_video(path, head, max_seconds, max_pixels):
         raise MediaError(_("The file is empty (0 bytes)."))
     sniffed = sniff_format(head)
     if sniffed is None and looks_like_text(head):
-        raise MediaError(_("The file contains text, not video, although its name says it is a video."))
+        raise MediaError(_("The file contains text, not video, although its name has a video extension. Replace it with the real video file."))
 
     boxes = isobmff_boxes(path) if sniffed == (VIDEO, "isobmff") else []
     summary = read_stream_summary(path)

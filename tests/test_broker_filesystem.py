@@ -27,7 +27,7 @@ def test_filesystem_alias_resolves_to_atomic_transport(tmp_path):
 
 
 def test_consumer_polling_during_writes_gets_every_message_whole(tmp_path):
-    """A reader polling as fast as it can never sees a half-written file."""
+    """A reader polling as fast as it can never reads a half-written file."""
     received, errors = [], []
     done = threading.Event()
 

@@ -90,17 +90,20 @@ class Browser:
         return next(cookie.value for cookie in self.cookies if cookie.name == name)
 
 
-def test_run_demo_serves_printed_urls_and_takes_a_vote(running_demo):
+def test_run_demo_urls_and_vote(running_demo):
     output, var_dir = running_demo
     printed = {key: re.search(pattern, output).group(1) for key, pattern in PRINTED.items()}
     browser = Browser()
 
     status, headers, _ = browser.request(printed["rater"])
-    assert status == 302 and "/accounts/login/" in headers["Location"]
+    assert status == 302
+    assert "/accounts/login/" in headers["Location"]
     status, _, body = browser.request(printed["invite"])
-    assert status == 200 and b"Demo critics" in body
+    assert status == 200
+    assert b"Demo critics" in body
     status, headers, _ = browser.request(printed["admin"])
-    assert status == 302 and "/admin/login/" in headers["Location"]
+    assert status == 302
+    assert "/admin/login/" in headers["Location"]
 
     login_url = urllib.parse.urljoin(printed["rater"], "/accounts/login/")
     status, _, _ = browser.request(login_url)
@@ -115,7 +118,8 @@ def test_run_demo_serves_printed_urls_and_takes_a_vote(running_demo):
     assert status == 200
     assert b"Comparisons" in body
     status, _, body = browser.request(printed["rater"])
-    assert status == 200 and b"Which clip do you prefer?" in body
+    assert status == 200
+    assert b"Which clip do you prefer?" in body
 
     status, _, body = browser.request(printed["rater"] + "next/")
     assert status == 200
@@ -124,7 +128,8 @@ def test_run_demo_serves_printed_urls_and_takes_a_vote(running_demo):
     comparison = pair["comparison"]
     for side in ("left", "right"):
         status, _, media = browser.request(urllib.parse.urljoin(printed["rater"], comparison[side]["src"]))
-        assert status == 200 and len(media) > 0
+        assert status == 200
+        assert len(media) > 0
 
     time.sleep(pair["min_view_ms"] / 1000 + 0.2)
     vote = json.dumps({"comparison": comparison["id"], "choice": "left", "client_ms": pair["min_view_ms"] + 200}).encode()

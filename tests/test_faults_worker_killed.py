@@ -45,6 +45,7 @@ from tests.worker_hooks import PAUSE_ENV
 pytestmark = [pytest.mark.broker, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 REFIT_TASK = "scoring.tasks.refit.refit_cohort"
+ANY_REFIT_TASK = r"scoring\.tasks\.refit\.\w+"
 WAIT_SECONDS = 90
 
 
@@ -90,10 +91,13 @@ def read_pause_file(path):
     return int(pid), int(row_id)
 
 
-def refit_runs_logged(worker):
-    """Return how many refit task runs Celery logged as succeeded (one line per run that returned)."""
+def refit_runs_logged(worker, task_pattern=re.escape(REFIT_TASK)):
+    """Return how many runs of tasks matching ``task_pattern`` Celery logged as succeeded.
+
+    Celery writes one such line per run that returned, after its last commit.
+    """
     log = worker.log_tail(max_chars=1_000_000)
-    return len(re.findall(rf"Task {re.escape(REFIT_TASK)}\[[0-9a-f-]+\] succeeded in [0-9.]+s:", log))
+    return len(re.findall(rf"Task {task_pattern}\[[0-9a-f-]+\] succeeded in [0-9.]+s:", log))
 
 
 def drop_unacked_redis_message(task_id):
@@ -211,10 +215,13 @@ def test_lost_worker_refit_is_resent_by_scheduler(settings, refit_setup):
         started_at=timezone.now() - datetime.timedelta(minutes=stale)
     )
     with hooked_worker(settings, log_dir, env) as worker:
-        schedule_due_refits()
+        plans = schedule_due_refits()
+        # The scheduler also sends the cohort's due refit and the all-judgments
+        # refit; wait for every task it sent to return, not only the re-sent one,
+        # so nothing still RUNNING below is merely a task that has not ended yet.
         wait_for(
-            lambda: TasteModel.objects.filter(pk=row_id, status=TasteModel.Status.FINISHED).exists(),
-            worker, "The re-sent refit",
+            lambda: refit_runs_logged(worker, ANY_REFIT_TASK) >= len(plans),
+            worker, "The scheduled refits",
         )
 
         assert_refit_finished_once(data.cohort, first, mark, row_id)

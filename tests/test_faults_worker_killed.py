@@ -1,4 +1,6 @@
-"""A Celery worker killed in the middle of a refit: the active model stays, the refit finishes once.
+"""A Celery worker killed in the middle of a refit or an export: nothing is lost and each finishes once.
+
+For refits, the active model stays while the refit runs again.
 
 Refit tasks acknowledge late and are rejected back to the queue when their
 worker process dies, and each refit is keyed on (cohort, backbone, mark), so
@@ -8,39 +10,32 @@ visibility timeout) or lose it (the filesystem transport), so the scheduler
 sends refits that stayed RUNNING too long again.
 
 The worker loads ``tests.worker_hooks``, which stops the first refit right
-after its RUNNING row is committed, so the kill lands mid-refit every time.
+after its RUNNING row is committed, or the first export while it writes its
+temporary file, so the kill lands mid-run every time.
 """
 
-import contextlib
 import datetime
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
-from comparisons.models import Judgment
+from comparisons.exports.actions import request_export
+from comparisons.exports.options import ExportOptions
+from comparisons.models import Export, Judgment
 from scoring.models import TasteModel
 from scoring.refit import Outcome, run_all_judgments_refit, run_refit
 from scoring.scheduling import schedule_due_refits
 from taste_site.celery import app
 from tests.taste_dataset import add_judgments, build_planted_cohort
-from tests.worker import (
-    REPO_ROOT,
-    START_TIMEOUT_SECONDS,
-    WorkerProcess,
-    _wait_until_ready,
-    purge_queues,
-    stop_worker,
-    worker_environment,
-)
-from tests.worker_hooks import PAUSE_ENV
+from tests.worker import purge_queues, run_celery_worker
+from tests.worker_hooks import EXPORT_PAUSE_ENV, PAUSE_ENV
 
 pytestmark = [pytest.mark.broker, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -49,28 +44,11 @@ ANY_REFIT_TASK = r"scoring\.tasks\.refit\.\w+"
 WAIT_SECONDS = 90
 
 
-@contextlib.contextmanager
-def hooked_worker(settings, log_dir, extra_env):
-    """Run a one-child worker on ``gpu`` that also imports ``tests.worker_hooks``."""
-    purge_queues(app, ("gpu",))
-    nodename = "salon-faults-%s@%s" % (uuid.uuid4().hex[:10], os.uname().nodename)
-    log_path = Path(log_dir) / ("%s.log" % nodename.split("@")[0])
-    command = [
-        sys.executable, "-m", "celery", "-A", "taste_site", "worker", "-Q", "gpu", "-c", "1",
-        "--pool", "prefork", "-n", nodename, "-l", "info", "--include", "tests.worker_hooks",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=worker_environment(settings.MEDIA_ROOT, extra_env),
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    worker = WorkerProcess(process=process, nodename=nodename, log_path=log_path, queues=("gpu",))
-    try:
-        _wait_until_ready(app, worker, time.monotonic() + START_TIMEOUT_SECONDS)
-        yield worker
-    finally:
-        stop_worker(worker)
+def hooked_worker(settings, log_dir, extra_env, queues=("gpu",)):
+    """Run a one-child worker on ``queues`` that also imports ``tests.worker_hooks``."""
+    return run_celery_worker(
+        settings.MEDIA_ROOT, log_dir, queues=queues, extra_env=extra_env, include=("tests.worker_hooks",)
+    )
 
 
 def wait_for(check, worker, what):
@@ -217,8 +195,8 @@ def test_lost_worker_refit_is_resent_by_scheduler(settings, refit_setup):
     with hooked_worker(settings, log_dir, env) as worker:
         plans = schedule_due_refits()
         # The scheduler also sends the cohort's due refit and the all-judgments
-        # refit; wait for every task it sent to return, not only the re-sent one,
-        # so nothing still RUNNING below is merely a task that has not ended yet.
+        # refit. The test waits for every task it sent to return, so a RUNNING
+        # row found below cannot be a task that has merely not ended yet.
         wait_for(
             lambda: refit_runs_logged(worker, ANY_REFIT_TASK) >= len(plans),
             worker, "The scheduled refits",
@@ -226,3 +204,115 @@ def test_lost_worker_refit_is_resent_by_scheduler(settings, refit_setup):
 
         assert_refit_finished_once(data.cohort, first, mark, row_id)
         assert not TasteModel.objects.filter(status=TasteModel.Status.RUNNING).exists()
+
+
+# Exports acknowledge early, so a lost child's message is gone. The worker's
+# main process records the loss and queues the export again. Beat's sweep
+# recovers exports whose whole worker host was lost.
+
+
+@pytest.fixture
+def export_setup(settings, tmp_path):
+    """The export dataset, a researcher, and a worker environment that pauses in the first export."""
+    from tests.export_dataset import build_dataset
+    from tests.test_export_views import make_researcher
+
+    export_dir = tmp_path / "exports"
+    settings.SALON = {**settings.SALON, "EXPORT_DIR": str(export_dir)}
+    build_dataset()
+    pause_file = tmp_path / "writing"
+    env = {"SALON_EXPORT_DIR": str(export_dir), EXPORT_PAUSE_ENV: str(pause_file)}
+    log_dir = tmp_path / "worker-logs"
+    log_dir.mkdir()
+    return make_researcher(), export_dir, pause_file, env, log_dir
+
+
+def kill_mid_export(worker, pause_file, export):
+    """Wait until the worker's child is writing ``export``, check its state, and kill the child."""
+    child_pid, partial = wait_for(lambda: read_export_pause(pause_file), worker, "The export write")
+    export.refresh_from_db()
+    assert export.status == Export.Status.RUNNING
+    assert Path(partial).exists()
+    assert child_pid != worker.pid
+    os.kill(child_pid, signal.SIGKILL)
+    return Path(partial)
+
+
+def read_export_pause(path):
+    try:
+        pid, partial = path.read_text().split(" ", 1)
+    except (OSError, ValueError):
+        return None
+    return int(pid), partial
+
+
+def request_csv_export(researcher):
+    return request_export(researcher, ExportOptions(cohorts=["painters"], format="csv"))
+
+
+def test_export_child_killed_is_queued_again_and_finishes(settings, export_setup):
+    researcher, export_dir, pause_file, env, log_dir = export_setup
+
+    with hooked_worker(settings, log_dir, env, queues=("default",)) as worker:
+        export = request_csv_export(researcher)
+        partial = kill_mid_export(worker, pause_file, export)
+        export = wait_for(
+            lambda: Export.objects.filter(pk=export.pk, status__in=["finished", "failed"]).first(),
+            worker, "The export after the lost child",
+        )
+        log = worker.log_tail(max_chars=1_000_000)
+
+    assert export.status == Export.Status.FINISHED, export.error
+    assert export.attempts == 2
+    assert "The worker process stopped while writing; queued again" in log
+    assert not partial.exists()
+    assert sorted(path.name for path in export_dir.iterdir()) == [
+        export.file_name, export.file_name + ".card.json", export.file_name + ".card.md",
+    ]
+    written = pd.read_csv(export_dir / export.file_name)
+    expected = Judgment.objects.filter(comparison__cohort__slug="painters", is_simulated=False)
+    assert len(written) == export.row_count
+    assert sorted(written["comparison_id"]) == sorted(expected.values_list("comparison_id", flat=True))
+
+
+def test_export_lost_on_its_last_run_fails_with_the_reason(settings, export_setup):
+    from comparisons.exports.tasks import MAX_ATTEMPTS
+
+    researcher, export_dir, pause_file, env, log_dir = export_setup
+
+    with hooked_worker(settings, log_dir, env, queues=("default",)) as worker:
+        with transaction.atomic():
+            export = request_csv_export(researcher)
+            # Earlier runs were lost too: this one is the last allowed.
+            Export.objects.filter(pk=export.pk).update(attempts=MAX_ATTEMPTS - 1)
+        kill_mid_export(worker, pause_file, export)
+        export = wait_for(
+            lambda: Export.objects.filter(pk=export.pk, status__in=["finished", "failed"]).first(),
+            worker, "The failure after the last lost child",
+        )
+
+    assert export.status == Export.Status.FAILED
+    assert export.attempts == MAX_ATTEMPTS
+    assert export.error.startswith(f"The worker process stopped while writing on each of {MAX_ATTEMPTS} runs.")
+    assert "request the export again" in export.error
+    assert list(export_dir.glob("*.csv")) == []
+
+
+def test_sweep_recovers_exports_whose_worker_was_lost(settings, export_setup):
+    from comparisons.exports.tasks import MAX_ATTEMPTS, STALE_RUNNING_MINUTES, resend_queued_exports
+
+    researcher, _export_dir, _pause_file, _env, _log_dir = export_setup
+    long_ago = timezone.now() - datetime.timedelta(minutes=STALE_RUNNING_MINUTES + 1)
+    recent = timezone.now() - datetime.timedelta(minutes=1)
+    lost = Export.objects.create(format="csv", status="running", started_at=long_ago, attempts=1)
+    lost_last = Export.objects.create(format="csv", status="running", started_at=long_ago, attempts=MAX_ATTEMPTS)
+    live = Export.objects.create(format="csv", status="running", started_at=recent, attempts=1)
+
+    assert resend_queued_exports() == 1
+    assert resend_queued_exports() == 0
+    purge_queues(app, ("default",))
+
+    statuses = dict(Export.objects.values_list("pk", "status"))
+    assert statuses == {lost.pk: "queued", lost_last.pk: "failed", live.pk: "running"}
+    assert Export.objects.get(pk=lost.pk).started_at is None
+    assert Export.objects.get(pk=lost_last.pk).error.startswith("The worker was lost while writing on each of")

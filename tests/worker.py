@@ -198,7 +198,7 @@ def stop_worker(worker, app=None, timeout=STOP_TIMEOUT_SECONDS):
 
 
 @contextlib.contextmanager
-def run_celery_worker(media_root, log_dir, queues=DEFAULT_QUEUES, concurrency=1, extra_env=None):
+def run_celery_worker(media_root, log_dir, queues=DEFAULT_QUEUES, concurrency=1, extra_env=None, include=()):
     """Run a Celery worker for the duration of the ``with`` block and yield it.
 
     Parameters
@@ -214,6 +214,8 @@ def run_celery_worker(media_root, log_dir, queues=DEFAULT_QUEUES, concurrency=1,
         Number of prefork children.
     extra_env : dict, optional
         More environment variables, such as ``SALON_*`` settings for the worker.
+    include : tuple of str
+        More modules the worker imports, such as ``tests.worker_hooks``.
     """
     from taste_site.celery import app
 
@@ -230,6 +232,8 @@ def run_celery_worker(media_root, log_dir, queues=DEFAULT_QUEUES, concurrency=1,
         "-Q", ",".join(queues), "-c", str(concurrency), "--pool", "prefork",
         "-n", nodename, "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]
+    if include:
+        command += ["--include", ",".join(include)]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             command,

@@ -20,7 +20,7 @@ class ExportAdmin(admin.ModelAdmin):
     list_filter = ["status", "format"]
     readonly_fields = [
         "requested_by", "status", "format", "parameters", "file_name", "row_count", "counts", "size_bytes",
-        "error", "created_at", "started_at", "finished_at", "links",
+        "error", "attempts", "created_at", "started_at", "finished_at", "links",
     ]
 
     def get_queryset(self, request):

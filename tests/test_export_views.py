@@ -2,6 +2,7 @@
 
 import io
 import json
+import zipfile
 
 import pandas as pd
 import pytest
@@ -37,8 +38,16 @@ def form_data(**changes):
     return data
 
 
+def unzipped(response):
+    """Return the streamed archive's members as a name-to-bytes dict, in archive order."""
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert archive.testzip() is None
+    return {name: archive.read(name) for name in archive.namelist()}
+
+
 def streamed(response):
-    return b"".join(response.streaming_content)
+    """Return the data file of the streamed archive: its first member."""
+    return next(iter(unzipped(response).values()))
 
 
 @pytest.fixture
@@ -124,8 +133,9 @@ def test_researcher_streams_csv_with_right_rows(researcher_client):
     response = researcher_client.post(reverse("exports:index"), form_data())
 
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"].startswith('attachment; filename="salon-painters-crowd-')
+    assert response["Content-Disposition"].endswith('.csv.zip"')
     frame = pd.read_csv(io.BytesIO(streamed(response)))
     expected = Judgment.objects.filter(
         comparison__cohort__slug__in=["painters", "crowd"], is_simulated=False
@@ -147,12 +157,36 @@ def test_researcher_streams_jsonl_with_filters(researcher_client):
     assert any(row["is_simulated"] for row in rows)
 
 
+def test_streamed_archive_holds_data_and_card(researcher_client):
+    build_dataset()
+    response = researcher_client.post(reverse("exports:index"), form_data(format="jsonl", licence="CC-BY-4.0"))
+    data_name = response["Content-Disposition"].split('"')[1].removesuffix(".zip")
+    members = unzipped(response)
+
+    assert list(members) == [data_name, data_name + ".card.json", data_name + ".card.md"]
+    rows = [json.loads(line) for line in members[data_name].decode().splitlines()]
+    card = json.loads(members[data_name + ".card.json"])
+    assert card["rows"] == len(rows)
+    assert card["file"] == data_name
+    assert card["licence"] == "CC-BY-4.0"
+    assert [entry["slug"] for entry in card["cohorts"]] == ["painters", "crowd"]
+    for entry in card["cohorts"]:
+        expected = Judgment.objects.filter(comparison__cohort__slug=entry["slug"], is_simulated=False)
+        assert entry["counts"]["total"] == expected.count()
+        for choice in ("left", "right", "tie", "skip"):
+            assert entry["counts"][choice] == expected.filter(choice=choice).count(), choice
+    assert members[data_name + ".card.md"].startswith(b"# Salon comparisons export")
+
+
 def test_streamed_download_has_no_identifying_values(researcher_client):
     build_dataset()
-    content = streamed(researcher_client.post(reverse("exports:index"), form_data(features="on", scores="on")))
+    members = unzipped(researcher_client.post(reverse("exports:index"), form_data(features="on", scores="on")))
 
-    for secret in SECRETS["usernames"] + SECRETS["emails"] + SECRETS["participant_ids"]:
-        assert secret.encode() not in content
+    # Every member, decompressed: the archive's raw bytes would hide any value.
+    assert len(members) == 3
+    for name, content in members.items():
+        for secret in SECRETS["usernames"] + SECRETS["emails"] + SECRETS["participant_ids"]:
+            assert secret.encode() not in content, name
 
 
 def test_parquet_cannot_stream(researcher_client):

@@ -1,4 +1,4 @@
-"""Export page actions: queue a background export, or stream one into a response."""
+"""Export page actions: queue a background export, or stream one as a ZIP archive into a response."""
 
 import logging
 from functools import partial
@@ -7,6 +7,7 @@ from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from comparisons.exports.archive import archive_chunks
 from comparisons.exports.options import STREAMABLE_FORMATS, ExportError
 from comparisons.exports.pseudonyms import pseudonym_secret
 from comparisons.exports.rows import ExportRows
@@ -14,8 +15,6 @@ from comparisons.exports.writers import csv_chunks, jsonl_chunks
 from comparisons.models import Export
 
 logger = logging.getLogger(__name__)
-
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
 def request_export(user, options):
@@ -42,10 +41,11 @@ def request_export(user, options):
 
 
 def stream_export(options):
-    """Return a response that encodes the export's rows as they are read from the database.
+    """Return a response with a ZIP archive of the export, encoded as rows are read from the database.
 
-    Memory stays flat however many rows there are. There is no dataset card:
-    the card needs the finished row counts, so it comes with background exports.
+    The archive holds the data file (CSV or JSON Lines) and its dataset card,
+    which comes last because it needs the final counts. Memory stays flat
+    however many rows there are.
     """
     cohorts = options.validate()
     if options.format not in STREAMABLE_FORMATS:
@@ -55,9 +55,13 @@ def stream_export(options):
         )
     rows = ExportRows(options, cohorts)
     encode = csv_chunks if options.format == "csv" else jsonl_chunks
-    response = StreamingHttpResponse(encode(rows.columns, rows), content_type=CONTENT_TYPES[options.format])
-    name = f"salon-{'-'.join(options.cohorts)}-{timezone.now():%Y%m%dT%H%M%SZ}.{options.format}"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    data_name = f"salon-{'-'.join(options.cohorts)}-{timezone.now():%Y%m%dT%H%M%SZ}.{options.format}"
+    chunks = archive_chunks(
+        rows, encode(rows.columns, rows), data_name=data_name, file_format=options.format,
+        licence=options.card_licence(),
+    )
+    response = StreamingHttpResponse(chunks, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{data_name}.zip"'
     response["X-Salon-High-Water-Judgment-Id"] = str(rows.high_water_judgment_id)
     logger.info("Streaming export of %s as %s up to judgment %d", ",".join(options.cohorts), options.format,
                 rows.high_water_judgment_id)

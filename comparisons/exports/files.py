@@ -23,7 +23,6 @@ from comparisons.exports.pseudonyms import Pseudonymizer
 from comparisons.exports.rows import ExportRows
 from comparisons.exports.schema import SCHEMA_VERSION
 from comparisons.exports.writers import csv_chunks, jsonl_chunks, write_chunks, write_parquet
-from taste_site.conf import salon_settings
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ def export_to_path(options, output, *, overwrite=False, pseudonymizer=None):
     check_output_path(output, overwrite, companions=card_paths(output))
     pseudonymizer = pseudonymizer or Pseudonymizer()
     rows = ExportRows(options, cohorts, pseudonymizer)
-    licence = options.licence if options.licence is not None else salon_settings.EXPORT_LICENCE
+    licence = options.card_licence()
 
     markdown_path, json_path = card_paths(output)
     temporary = []

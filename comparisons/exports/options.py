@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 
 from comparisons.models import Cohort
+from taste_site.conf import salon_settings
 
 FORMATS = ("csv", "jsonl", "parquet")
 # Formats that can be encoded row by row into an HTTP response. Parquet writes
@@ -96,6 +97,10 @@ class ExportOptions:
             )
         self.cohorts = slugs
         return [by_slug[slug] for slug in slugs]
+
+    def card_licence(self):
+        """Return the licence for the dataset card: ``licence``, or the ``SALON_EXPORT_LICENCE`` setting when None."""
+        return self.licence if self.licence is not None else salon_settings.EXPORT_LICENCE
 
     def to_json(self):
         """Return the options as JSON-ready values (times as ISO 8601 strings)."""

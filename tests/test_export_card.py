@@ -162,3 +162,14 @@ def test_card_clip_licences_and_credits(out):
     ]
     assert "| CC0-1.0 | 1 |" in markdown
     assert "| Ana Example | 2 |" in markdown
+
+
+def test_card_notes_csv_null_convention(out):
+    build_dataset()
+    csv_card, csv_markdown = export_card(out, "--cohort", "painters", name="a.csv")
+    jsonl_card, _markdown = export_card(out, "--cohort", "painters", "--format", "jsonl", name="a.jsonl")
+
+    note = "In CSV, a null value and an empty text are both written as an empty field."
+    assert any(entry.startswith(note) for entry in csv_card["notes"])
+    assert note in csv_markdown
+    assert not any(entry.startswith(note) for entry in jsonl_card["notes"])

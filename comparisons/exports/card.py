@@ -112,6 +112,11 @@ def build_card(rows, *, file_name, file_format, licence, generated_at):
         )
     if options.scores and any(context.taste_model is None for context in contexts):
         notes.append("Cohorts without an active taste model for their backbone have empty score columns.")
+    if file_format == "csv":
+        notes.append(
+            "In CSV, a null value and an empty text are both written as an empty field. "
+            "The JSON Lines and Parquet formats keep them apart."
+        )
 
     return {
         "title": "Salon comparisons export",

@@ -264,7 +264,7 @@ def test_export_child_killed_is_queued_again_and_finishes(settings, export_setup
 
     assert export.status == Export.Status.FINISHED, export.error
     assert export.attempts == 2
-    assert "The worker process stopped while writing; queued again" in log
+    assert f"Export {export.pk}: The worker process stopped while running it; queued again" in log
     assert not partial.exists()
     assert sorted(path.name for path in export_dir.iterdir()) == [
         export.file_name, export.file_name + ".card.json", export.file_name + ".card.md",
@@ -276,7 +276,7 @@ def test_export_child_killed_is_queued_again_and_finishes(settings, export_setup
 
 
 def test_export_lost_on_its_last_run_fails_with_the_reason(settings, export_setup):
-    from comparisons.exports.tasks import MAX_ATTEMPTS
+    from comparisons.jobs import MAX_ATTEMPTS
 
     researcher, export_dir, pause_file, env, log_dir = export_setup
 
@@ -293,13 +293,14 @@ def test_export_lost_on_its_last_run_fails_with_the_reason(settings, export_setu
 
     assert export.status == Export.Status.FAILED
     assert export.attempts == MAX_ATTEMPTS
-    assert export.error.startswith(f"The worker process stopped while writing on each of {MAX_ATTEMPTS} runs.")
+    assert export.error.startswith(f"The worker process stopped while running it on each of {MAX_ATTEMPTS} runs.")
     assert "request the export again" in export.error
     assert list(export_dir.glob("*.csv")) == []
 
 
 def test_sweep_recovers_exports_whose_worker_was_lost(settings, export_setup):
-    from comparisons.exports.tasks import MAX_ATTEMPTS, STALE_RUNNING_MINUTES, resend_queued_exports
+    from comparisons.exports.tasks import STALE_RUNNING_MINUTES, resend_queued_exports
+    from comparisons.jobs import MAX_ATTEMPTS
 
     researcher, _export_dir, _pause_file, _env, _log_dir = export_setup
     long_ago = timezone.now() - datetime.timedelta(minutes=STALE_RUNNING_MINUTES + 1)
@@ -315,4 +316,4 @@ def test_sweep_recovers_exports_whose_worker_was_lost(settings, export_setup):
     statuses = dict(Export.objects.values_list("pk", "status"))
     assert statuses == {lost.pk: "queued", lost_last.pk: "failed", live.pk: "running"}
     assert Export.objects.get(pk=lost.pk).started_at is None
-    assert Export.objects.get(pk=lost_last.pk).error.startswith("The worker was lost while writing on each of")
+    assert Export.objects.get(pk=lost_last.pk).error.startswith("The worker was lost while running it on each of")

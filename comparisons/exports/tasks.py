@@ -3,17 +3,15 @@
 import logging
 from pathlib import Path
 
-from billiard.exceptions import WorkerLostError
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_failure
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from comparisons.exports.files import export_to_path
 from comparisons.exports.options import ExportError, ExportOptions
+from comparisons.jobs import claim_job, recover_lost_runs, sweep_jobs
 from comparisons.models import Export
 from taste_site.conf import salon_settings
 
@@ -30,9 +28,9 @@ QUEUED_RESEND_MINUTES = 10
 # worker host is gone. A lost child process is caught at once instead.
 STALE_RUNNING_MINUTES = TIME_LIMIT_SECONDS // 60 + 10
 EXPORT_TASK = "comparisons.exports.tasks.export_comparisons"
-# Maximum runs per export, counting those a lost worker cut short, so an
-# export that kills its worker every time (out of memory) does not loop.
-MAX_ATTEMPTS = 3
+# Next step for the researcher, written into the error of an export that a
+# lost worker or the time limit ended.
+RETRY_ADVICE = "Check the worker log, then request the export again, perhaps with a shorter time range."
 
 
 def export_dir():
@@ -55,10 +53,7 @@ def run_export(export_id):
     Only a queued export is started, so a duplicate delivery of the task finds
     it running or finished and does nothing.
     """
-    claimed = Export.objects.filter(pk=export_id, status=Export.Status.QUEUED).update(
-        status=Export.Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
-    )
-    if not claimed:
+    if not claim_job(Export, export_id):
         logger.info("Export %s is not queued (missing, running or done); nothing to do", export_id)
         return None
     export = Export.objects.get(pk=export_id)
@@ -116,56 +111,6 @@ def remove_partial_files(export):
         logger.info("Export %s: removed %d partial files of an interrupted run", export.pk, len(leftovers))
 
 
-def recover_export(export_id, reason):
-    """Queue a RUNNING export again after its worker was lost, or fail it after MAX_ATTEMPTS runs.
-
-    Return the new status, or None when the export was not running (it
-    finished, failed or was recovered already), so calling twice is safe.
-    """
-    requeued = Export.objects.filter(
-        pk=export_id, status=Export.Status.RUNNING, attempts__lt=MAX_ATTEMPTS
-    ).update(status=Export.Status.QUEUED, started_at=None)
-    if requeued:
-        logger.warning("Export %s: %s; queued again", export_id, reason)
-        send_export(export_id)
-        return Export.Status.QUEUED
-    failed = Export.objects.filter(pk=export_id, status=Export.Status.RUNNING).update(
-        status=Export.Status.FAILED, finished_at=timezone.now(),
-        error=(
-            f"{reason} on each of {MAX_ATTEMPTS} runs. Check the worker log (memory, time limit), "
-            "then request the export again, perhaps with a shorter time range."
-        ),
-    )
-    if failed:
-        logger.warning("Export %s: %s on each of %d runs; marked failed", export_id, reason, MAX_ATTEMPTS)
-        return Export.Status.FAILED
-    return None
-
-
-@task_failure.connect
-def record_lost_run(sender=None, args=None, exception=None, **kwargs):
-    """Record on the row why a run ended without the task doing so itself.
-
-    Celery sends ``task_failure`` from the worker's main process, which
-    outlives a killed child. A lost child queues the export again (its row
-    would otherwise stay RUNNING); a hard time limit fails it. Other failures
-    were already recorded on the row by the task.
-    """
-    if getattr(sender, "name", None) != EXPORT_TASK or not args:
-        return
-    if isinstance(exception, WorkerLostError):
-        recover_export(args[0], "The worker process stopped while writing")
-    elif isinstance(exception, TimeLimitExceeded):
-        # The soft limit normally ends the run first; this is the hard one.
-        Export.objects.filter(pk=args[0], status=Export.Status.RUNNING).update(
-            status=Export.Status.FAILED, finished_at=timezone.now(),
-            error=(
-                f"The export ran past its time limit of {TIME_LIMIT_SECONDS} s. "
-                "Request a shorter time range or fewer cohorts."
-            ),
-        )
-
-
 def send_export(export_id):
     """Send the export task; a broker outage leaves the export queued for the sweep to resend."""
     try:
@@ -176,26 +121,14 @@ def send_export(export_id):
 
 @shared_task(name="comparisons.exports.tasks.resend_queued_exports", ignore_result=True, soft_time_limit=60, time_limit=90)
 def resend_queued_exports():
-    """Send exports still queued after QUEUED_RESEND_MINUTES again, and recover stale running ones.
+    """Send exports left queued (never sent) or running (worker host lost) again; return how many.
 
-    A running export that started more than STALE_RUNNING_MINUTES ago has
-    outlived the task's hard time limit, so its worker is gone. Safe to run
-    twice: the task only starts an export that is still queued, and recovery
-    only touches exports that are still running. Return how many were sent.
+    Safe to run twice: the task only starts an export that is still queued.
     """
-    now = timezone.now()
-    queued_before = now - timezone.timedelta(minutes=QUEUED_RESEND_MINUTES)
-    export_ids = list(
-        Export.objects.filter(status=Export.Status.QUEUED, created_at__lt=queued_before).values_list("pk", flat=True)[:100]
+    return sweep_jobs(
+        Export, send=send_export, queued_minutes=QUEUED_RESEND_MINUTES, stale_minutes=STALE_RUNNING_MINUTES,
+        advice=RETRY_ADVICE,
     )
-    for export_id in export_ids:
-        export_comparisons.apply_async((export_id,))
-    if export_ids:
-        logger.info("Sent %d queued exports again", len(export_ids))
 
-    running_before = now - timezone.timedelta(minutes=STALE_RUNNING_MINUTES)
-    stale_ids = list(
-        Export.objects.filter(status=Export.Status.RUNNING, started_at__lt=running_before).values_list("pk", flat=True)[:100]
-    )
-    recovered = [recover_export(export_id, "The worker was lost while writing") for export_id in stale_ids]
-    return len(export_ids) + recovered.count(Export.Status.QUEUED)
+
+recover_lost_runs(EXPORT_TASK, Export, send=send_export, advice=RETRY_ADVICE, time_limit_seconds=TIME_LIMIT_SECONDS)

@@ -4,19 +4,15 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from comparisons.models.jobs import BackgroundJob
 
-class Export(models.Model):
+
+class Export(BackgroundJob):
     """One comparisons export requested from the web page and written by a worker.
 
     The file lives under ``SALON_EXPORT_DIR`` (not MEDIA_ROOT, so it is never
     served as public media) and is downloaded through a staff-only view.
     """
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", _("queued")
-        RUNNING = "running", _("running")
-        FINISHED = "finished", _("finished")
-        FAILED = "failed", _("failed")
 
     class Format(models.TextChoices):
         CSV = "csv", _("CSV")
@@ -27,7 +23,6 @@ class Export(models.Model):
         settings.AUTH_USER_MODEL, verbose_name=_("requested by"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="exports",
     )
-    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.QUEUED)
     format = models.CharField(_("format"), max_length=7, choices=Format.choices)
     parameters = models.JSONField(_("parameters"), default=dict, help_text=_("Cohorts, time range and options."))
     file_name = models.CharField(
@@ -36,25 +31,13 @@ class Export(models.Model):
     row_count = models.PositiveBigIntegerField(_("rows"), null=True, blank=True)
     counts = models.JSONField(_("counts per cohort and choice"), default=dict, blank=True)
     size_bytes = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
-    error = models.TextField(_("error"), blank=True)
-    attempts = models.PositiveSmallIntegerField(
-        _("attempts"), default=0, help_text=_("Runs started, counting those a lost worker cut short.")
-    )
-    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
-    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
-    class Meta:
+    class Meta(BackgroundJob.Meta):
         verbose_name = _("export")
         verbose_name_plural = _("exports")
-        ordering = ["-created_at", "-id"]
         permissions = [
             ("export_comparisons", _("Can export comparisons and taste models")),
         ]
 
     def __str__(self):
         return f"#{self.pk} {self.format} ({self.status})"
-
-    @property
-    def is_done(self):
-        return self.status in (self.Status.FINISHED, self.Status.FAILED)

@@ -21,7 +21,7 @@ from comparisons.admin_import import import_view
 
 # The export admin lives with the export code; importing it registers it.
 from comparisons.exports import admin as _export_admin  # noqa: F401
-from comparisons.models import Clip, Cohort, Comparison, Judgment, Membership, Pool, Prompt
+from comparisons.models import Clip, Cohort, Comparison, FolderImport, Judgment, Membership, Pool, Prompt
 from comparisons.models.cohorts import new_invite_token
 
 PREVIEW_STYLE = "max-width: 640px; max-height: 480px; background: #000;"
@@ -162,6 +162,33 @@ class ClipAdmin(admin.ModelAdmin):
                 ) % {"count": skipped},
                 messages.WARNING,
             )
+
+
+@admin.register(FolderImport)
+class FolderImportAdmin(ReadOnlyAdmin):
+    """Folder imports started on the import page, with their progress and the outcome of each file."""
+
+    change_form_template = "admin/comparisons/folderimport/change_form.html"
+    list_display = ("id", "folder", "pool_name", "status", "summary", "requested_by", "created_at")
+    list_filter = ("status",)
+    fields = (
+        "folder", "pool_name", "status", "summary", "error", "notices", "attempts", "requested_by",
+        "created_at", "started_at", "finished_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("requested_by")
+
+    @admin.display(description=_("files"))
+    def summary(self, job):
+        counts = {status: job.counts.get(status, 0) for status in ("imported", "duplicate", "failed", "ignored")}
+        return _("%(imported)d imported, %(duplicate)d duplicate, %(failed)d failed, %(ignored)d ignored") % counts
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "job": job}
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 @admin.register(Pool)

@@ -1,18 +1,23 @@
 """The admin page that imports clips from a server folder or an upload.
 
-The view checks permissions and input, then calls the same
-:class:`comparisons.importer.Importer` as ``manage.py import_clips``. A
-folder must resolve inside ``IMPORT_ROOTS``; an upload is limited to
-``MAX_UPLOAD_BYTES`` in total. The limit is checked on the request's
-Content-Length before the body is parsed, and again on the files received.
+The view checks permissions and input. An upload, limited to
+``MAX_UPLOAD_BYTES`` in total, is imported inside the request by the same
+:class:`comparisons.importer.Importer` as ``manage.py import_clips``; the
+limit is checked on the request's Content-Length before the body is parsed,
+and again on the files received. A folder, which must resolve inside
+``IMPORT_ROOTS`` and has no size limit, becomes a FolderImport that a worker
+runs, and the view redirects to its progress page.
 """
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from comparisons.folder_imports import request_folder_import
 from comparisons.importer import FAILED, IGNORED, ImportInputError, Importer, resolve_import_folder
 from taste_site.conf import salon_settings
 
@@ -88,23 +93,11 @@ class ImportForm(forms.Form):
         return cleaned
 
 
-def run_import(cleaned):
-    """Run the import the form describes and return ``(report, lines)``.
-
-    NOTE: hashing, probing and copying run inside the request (the pack's 46
-    files take about 1 s), so a folder of thousands of large files can
-    outlast a front server's timeout; ``manage.py import_clips`` has no limit.
-    """
+def import_uploads(cleaned):
+    """Import the uploaded files the form describes and return ``(report, lines)``."""
     lines = []
-    captions = cleaned.get("captions")
-    if cleaned.get("folder_path"):
-        importer = Importer(
-            pool_name=cleaned.get("pool"), emit=lines.append, allowed_roots=salon_settings.IMPORT_ROOTS
-        )
-        report = importer.import_folder_with_uploaded_captions(cleaned["folder_path"], captions)
-    else:
-        importer = Importer(pool_name=cleaned.get("pool"), emit=lines.append)
-        report = importer.import_uploads(cleaned["files"], captions)
+    importer = Importer(pool_name=cleaned.get("pool"), emit=lines.append)
+    report = importer.import_uploads(cleaned["files"], cleaned.get("captions"))
     return report, lines
 
 
@@ -132,8 +125,16 @@ def import_view(model_admin, request):
         else:
             form = ImportForm(request.POST, request.FILES)
             if form.is_valid():
+                cleaned = form.cleaned_data
                 try:
-                    report, lines = run_import(form.cleaned_data)
+                    if cleaned.get("folder_path"):
+                        job = request_folder_import(
+                            request.user, cleaned["folder_path"], cleaned.get("pool"), cleaned.get("captions")
+                        )
+                        messages.success(request, _("The import of %(folder)s is queued; this page shows its progress.")
+                                         % {"folder": job.folder})
+                        return redirect("admin:comparisons_folderimport_change", job.pk)
+                    report, lines = import_uploads(cleaned)
                 except ImportInputError as error:
                     form.add_error(None, str(error))
     else:

@@ -1,7 +1,7 @@
 """Staff roles as Django groups: "Curators" and "Researchers", kept in sync after each migrate.
 
 A curator is a staff user in "Curators": clips, pools, prompts, cohorts and
-memberships, read access to comparisons and judgments, and taste model
+memberships, read access to folder imports, comparisons and judgments, and taste model
 versions (view and change, to approve or roll back one). A researcher is a
 staff user in "Researchers": read access to every model of the comparisons
 and scoring apps. Superusers need neither group.
@@ -21,6 +21,7 @@ RESEARCHERS = "Researchers"
 # (app label, model name, actions)
 CURATOR_PERMISSIONS = [
     ("comparisons", "clip", ("add", "change", "view", "delete")),
+    ("comparisons", "folderimport", ("view",)),
     ("comparisons", "pool", ("add", "change", "view", "delete")),
     ("comparisons", "prompt", ("add", "change", "view", "delete")),
     ("comparisons", "cohort", ("add", "change", "view", "delete")),

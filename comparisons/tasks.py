@@ -1,4 +1,4 @@
-"""Celery task that turns an imported clip into what browsers play: rendition and poster.
+"""Celery tasks that turn an imported clip into what browsers play (rendition and poster) and run folder imports.
 
 The importer stores the original and enqueues :func:`process_clip` on the
 ``default`` queue. The task makes a browser rendition (videos only), a JPEG
@@ -24,7 +24,9 @@ from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as BrokerError
 
 from comparisons import media
-from comparisons.models import Clip
+from comparisons.folder_imports import RETRY_ADVICE, run_folder_import, send_folder_import
+from comparisons.jobs import recover_lost_runs, sweep_jobs
+from comparisons.models import Clip, FolderImport
 from comparisons.models.clips import upload_poster, upload_rendition
 from taste_site.conf import salon_settings
 
@@ -253,3 +255,45 @@ def process_clip(self, clip_id):
     request_features(clip_id)
     logger.info("Clip %s (%s) ready: rendition %s in %d ms", clip_id, clip.original_name, action, elapsed_ms)
     return "ready"
+
+
+# Folder imports started from admin
+
+
+# An import hashes, probes and copies every file; transcoding runs later in
+# process_clip. The limits stop a run that is stuck, such as one reading a
+# network folder that stopped responding.
+IMPORT_SOFT_TIME_LIMIT = 2 * 60 * 60
+IMPORT_TIME_LIMIT = IMPORT_SOFT_TIME_LIMIT + 120
+IMPORT_TASK = "comparisons.tasks.import_folder"
+# A queued import older than this was most likely never sent (broker outage).
+QUEUED_IMPORT_RESEND_MINUTES = 10
+# A running import older than this has outlived the hard time limit, so its
+# worker host is gone. A lost child process is caught at once instead.
+STALE_IMPORT_MINUTES = IMPORT_TIME_LIMIT // 60 + 10
+
+
+@shared_task(
+    name=IMPORT_TASK, ignore_result=True, max_retries=0,
+    soft_time_limit=IMPORT_SOFT_TIME_LIMIT, time_limit=IMPORT_TIME_LIMIT,
+)
+def import_folder(import_id):
+    """Run the queued folder import ``import_id``; see :func:`comparisons.folder_imports.run_folder_import`."""
+    return run_folder_import(import_id)
+
+
+@shared_task(name="comparisons.tasks.resend_folder_imports", ignore_result=True, soft_time_limit=60, time_limit=90)
+def resend_folder_imports():
+    """Send folder imports left queued (never sent) or running (worker host lost) again; return how many.
+
+    Safe to run twice: the task only starts an import that is still queued.
+    """
+    return sweep_jobs(
+        FolderImport, send=send_folder_import, queued_minutes=QUEUED_IMPORT_RESEND_MINUTES,
+        stale_minutes=STALE_IMPORT_MINUTES, advice=RETRY_ADVICE,
+    )
+
+
+recover_lost_runs(
+    IMPORT_TASK, FolderImport, send=send_folder_import, advice=RETRY_ADVICE, time_limit_seconds=IMPORT_TIME_LIMIT
+)

@@ -241,6 +241,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"queue": "default", "expires": 300.0},
     },
+    "resend-folder-imports": {
+        "task": "comparisons.tasks.resend_folder_imports",
+        "schedule": 300.0,
+        "options": {"queue": "default", "expires": 300.0},
+    },
 }
 
 LOG_LEVEL = env_str("SALON_LOG_LEVEL", "INFO")

@@ -15,3 +15,12 @@ def isolated_media_root(settings, tmp_path):
     settings.MEDIA_ROOT.mkdir()
     yield settings.MEDIA_ROOT
     shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture
+def import_root(tmp_path, settings):
+    """An empty folder that is the only entry of ``SALON_IMPORT_ROOTS``."""
+    root = tmp_path / "incoming"
+    root.mkdir()
+    settings.SALON = {**settings.SALON, "IMPORT_ROOTS": [str(root)]}
+    return root

@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from comparisons.models import Clip, Comparison, Judgment, Membership, Pool
+from comparisons.folder_imports import run_folder_import
+from comparisons.models import Clip, Comparison, FolderImport, Judgment, Membership, Pool
 from comparisons.roles import CURATORS, RESEARCHERS, curator_codenames, researcher_codenames, sync_roles
 from tests.factories import make_clip, make_cohort, make_judgment, make_pool, make_rater, png_bytes, video_file
 
@@ -36,14 +37,6 @@ def curator_client(client):
 def researcher_client(client):
     client.force_login(staff_user("rex", RESEARCHERS))
     return client
-
-
-@pytest.fixture
-def import_root(tmp_path, settings):
-    root = tmp_path / "incoming"
-    root.mkdir()
-    settings.SALON = {**settings.SALON, "IMPORT_ROOTS": [str(root)]}
-    return root
 
 
 def group_permissions(name):
@@ -276,6 +269,15 @@ def test_raters_record_is_read_only(client, curator_client, model):
 # The admin import
 
 
+def queued_import(response):
+    """Return the FolderImport that a folder POST created, after checking the redirect to its page."""
+    job = FolderImport.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:comparisons_folderimport_change", args=[job.pk])
+    assert job.status == FolderImport.Status.QUEUED
+    return job
+
+
 def test_admin_import_from_folder(curator_client, import_root):
     folder = import_root / "batch"
     folder.mkdir()
@@ -287,12 +289,57 @@ def test_admin_import_from_folder(curator_client, import_root):
     response = curator_client.post(
         reverse(IMPORT_URL), {"folder": "batch", "pool": "from admin", "captions": captions}
     )
+    job = queued_import(response)
+    assert job.folder == str(folder.resolve())
+    assert job.pool_name == "from admin"
+    assert Clip.objects.count() == 0
+    running_page = curator_client.get(response["Location"]).content.decode()
+    assert "this page refreshes every 3 seconds" in running_page
 
-    assert response.status_code == 200
-    assert response.context["report"].counts == {"imported": 2, "duplicate": 0, "failed": 0, "ignored": 1}
-    assert "Summary: 2 imported, 0 duplicate, 0 failed, 1 ignored." in response.content.decode()
+    # What the worker runs for the queued task.
+    assert run_folder_import(job.pk) == {"imported": 2, "duplicate": 0, "failed": 0, "ignored": 1}
+
+    job.refresh_from_db()
+    assert job.status == FolderImport.Status.FINISHED
+    assert job.attempts == 1
+    assert sorted(outcome["display"] for outcome in job.outcomes) == ["a.png", "b.mp4"]
     assert Pool.objects.get(name="from admin").clips.count() == 2
     assert Clip.objects.get(original_name="a.png").caption == "A noisy square"
+    page = curator_client.get(response["Location"]).content.decode()
+    assert "2 imported, 0 duplicate, 0 failed, 1 ignored" in page
+    assert reverse("admin:comparisons_clip_change", args=[Clip.objects.get(original_name="a.png").pk]) in page
+    assert "this page refreshes every 3 seconds" not in page
+    # A second delivery of the same task finds the import done.
+    assert run_folder_import(job.pk) is None
+    assert Clip.objects.count() == 2
+
+
+def test_folder_import_rechecks_roots_on_worker(curator_client, import_root, settings, tmp_path):
+    folder = import_root / "batch"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes())
+    job = queued_import(curator_client.post(reverse(IMPORT_URL), {"folder": "batch"}))
+
+    # The worker's settings name other roots: the folder is no longer allowed.
+    other_root = tmp_path / "elsewhere"
+    other_root.mkdir()
+    settings.SALON = {**settings.SALON, "IMPORT_ROOTS": [str(other_root)]}
+    assert run_folder_import(job.pk) is None
+
+    job.refresh_from_db()
+    assert job.status == FolderImport.Status.FAILED
+    assert "is not an existing folder inside the import roots" in job.error
+    assert Clip.objects.count() == 0
+
+
+def test_folder_import_rejects_non_utf8_captions(curator_client, import_root):
+    (import_root / "batch").mkdir()
+    captions = SimpleUploadedFile("CAPTIONS.csv", "path,caption\na.png,Caf\u00e9\n".encode("latin-1"), "text/csv")
+    response = curator_client.post(reverse(IMPORT_URL), {"folder": "batch", "captions": captions})
+
+    assert response.status_code == 200
+    assert "CAPTIONS.csv is not UTF-8 text" in str(response.context["form"].non_field_errors())
+    assert FolderImport.objects.count() == 0
 
 
 @pytest.mark.parametrize("folder", ["../outside", "batch/../../outside"])
@@ -325,8 +372,11 @@ def test_admin_import_rejects_symlinked_file(curator_client, import_root):
     (folder / "linked.png").symlink_to(outside)
     (folder / "real.png").write_bytes(png_bytes())
     response = curator_client.post(reverse(IMPORT_URL), {"folder": "batch"})
-    assert response.context["report"].counts["failed"] == 1
-    assert "outside the import roots" in response.content.decode()
+    job = queued_import(response)
+    run_folder_import(job.pk)
+    job.refresh_from_db()
+    assert job.counts["failed"] == 1
+    assert "outside the import roots" in curator_client.get(response["Location"]).content.decode()
     assert list(Clip.objects.values_list("original_name", flat=True)) == ["real.png"]
 
 

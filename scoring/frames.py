@@ -244,19 +244,23 @@ def _select_expression(times):
     return "+".join(terms)
 
 
-def _decode_in_one_pass(path, times, flicker_fps, timeout):
-    # One decode feeds two outputs: the selected frames as PPM images on
-    # stdout (PPM carries its own size, so rotated or odd-sized video needs no
-    # probing) and the small grayscale flicker frames in a temporary file.
+def _decode_frames_and_gray(path, input_options, frame_filter, flicker_fps, timeout):
+    """Run one ffmpeg decode with two outputs and return ``(frames, gray)``.
+
+    The frames that ``frame_filter`` keeps come as PPM images on stdout (PPM
+    carries its own size, so rotated or odd-sized video needs no probing).
+    The small grayscale flicker frames go to a temporary file, returned as a
+    ``(n, height, width)`` uint8 array. ``input_options`` go before ``-i``.
+    """
     graph = (
         "[0:v:0]setpts=PTS-STARTPTS,split=2[sel][fl];"
-        f"[sel]select='{_select_expression(times)}',{_scale_filter()}[frames];"
+        f"[sel]{frame_filter},{_scale_filter()}[frames];"
         f"[fl]{_flicker_filter(flicker_fps)}[gray]"
     )
     with tempfile.TemporaryDirectory(prefix="salon-flicker-") as folder:
         gray_path = Path(folder) / "gray.raw"
         command = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *input_options, "-i", str(path),
             "-filter_complex", graph,
             "-map", "[frames]", "-fps_mode", "passthrough", "-f", "image2pipe", "-c:v", "ppm",
             "-pix_fmt", "rgb24", "pipe:1",
@@ -264,7 +268,14 @@ def _decode_in_one_pass(path, times, flicker_fps, timeout):
         ]
         output = _run(command, path, timeout)
         gray = _read_gray(gray_path)
-    return parse_ppm_stream(output.stdout), flicker_from_gray(gray)
+    return parse_ppm_stream(output.stdout), gray
+
+
+def _decode_in_one_pass(path, times, flicker_fps, timeout):
+    # One decode of the whole file selects the sampled frames and measures flicker.
+    frame_filter = f"select='{_select_expression(times)}'"
+    frames, gray = _decode_frames_and_gray(path, (), frame_filter, flicker_fps, timeout)
+    return frames, flicker_from_gray(gray)
 
 
 def _decode_by_seeking(path, times, flicker_fps, timeout):
@@ -274,24 +285,9 @@ def _decode_by_seeking(path, times, flicker_fps, timeout):
     frames = []
     changes = []
     for target in times:
-        graph = (
-            "[0:v:0]setpts=PTS-STARTPTS,split=2[sel][fl];"
-            f"[sel]trim=end_frame=1,{_scale_filter()}[frames];"
-            f"[fl]{_flicker_filter(flicker_fps)}[gray]"
-        )
-        with tempfile.TemporaryDirectory(prefix="salon-flicker-") as folder:
-            gray_path = Path(folder) / "gray.raw"
-            command = [
-                ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-                "-ss", f"{target:.6f}", "-t", f"{FLICKER_WINDOW_SECONDS:g}", "-i", str(path),
-                "-filter_complex", graph,
-                "-map", "[frames]", "-fps_mode", "passthrough", "-f", "image2pipe", "-c:v", "ppm",
-                "-pix_fmt", "rgb24", "pipe:1",
-                "-map", "[gray]", "-f", "rawvideo", "-pix_fmt", "gray", str(gray_path),
-            ]
-            output = _run(command, path, timeout)
-            gray = _read_gray(gray_path)
-        frames.extend(parse_ppm_stream(output.stdout))
+        input_options = ("-ss", f"{target:.6f}", "-t", f"{FLICKER_WINDOW_SECONDS:g}")
+        window_frames, gray = _decode_frames_and_gray(path, input_options, "trim=end_frame=1", flicker_fps, timeout)
+        frames.extend(window_frames)
         if len(gray) >= 2:
             window = gray.astype(np.float32) / 255.0
             changes.append(np.abs(np.diff(window, axis=0)).mean(axis=(1, 2)))

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/export.py [--rows 1000000] [--sizes 100000,1000000]
-                                     [--formats csv,jsonl,parquet] [--features]
+                                     [--formats csv,jsonl,parquet,download-csv] [--features]
 
 The script fills a throwaway database with ``--rows`` judgments by bulk insert:
 SQLite under ``var/bench/``, or, when ``DATABASE_URL`` names a PostgreSQL
@@ -13,7 +13,10 @@ the end. Then, for each size, it runs in a fresh subprocess
 * ``raw``: one SELECT joining judgments, comparisons, cohorts, both clips and
   their prompts, streamed with a server-side (chunked) cursor to a CSV file;
 * the export of the same judgments in each format, through the same code path
-  as ``manage.py export_comparisons``.
+  as ``manage.py export_comparisons``;
+* with ``download-csv`` or ``download-jsonl`` among the formats, the ZIP
+  archive (data file and card) that "Download now" on the export page streams,
+  written chunk by chunk to a file.
 
 Sizes below ``--rows`` take the oldest judgments with ``--until``, which the
 raw SELECT applies too. Each subprocess reports its wall time and its peak RSS
@@ -216,6 +219,26 @@ def measure_export(until, output, file_format, features):
             "bytes": result.size_bytes}
 
 
+def measure_download(until, output, file_format, features):
+    import zipfile
+
+    from comparisons.exports.actions import stream_export
+    from comparisons.exports.options import ExportOptions
+
+    baseline = _peak_rss_mb()
+    options = ExportOptions(cohorts=["bench"], format=file_format, until=until, features=features, scores=features)
+    started = time.monotonic()
+    response = stream_export(options)
+    with open(output, "wb") as stream:
+        for chunk in response.streaming_content:
+            stream.write(chunk)
+    seconds = time.monotonic() - started
+    with zipfile.ZipFile(output) as archive:
+        card_name = next(name for name in archive.namelist() if name.endswith(".card.json"))
+        rows = json.loads(archive.read(card_name))["rows"]
+    return {"rows": rows, "seconds": seconds, "baseline_mb": baseline}
+
+
 def child(spec):
     _setup_django(spec["database_url"])
     if spec["task"] == "populate":
@@ -227,6 +250,8 @@ def child(spec):
         output = Path(spec["output"])
         if spec["task"] == "raw":
             report = measure_raw(until, output)
+        elif spec["task"].startswith("download-"):
+            report = measure_download(until, output, spec["task"].removeprefix("download-"), spec.get("features", False))
         else:
             report = measure_export(until, output, spec["task"], spec.get("features", False))
         report["bytes"] = output.stat().st_size
@@ -279,7 +304,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="Judgments to create (default 1000000).")
     parser.add_argument("--sizes", default="100000,1000000", help="Comma-separated export sizes in rows.")
-    parser.add_argument("--formats", default="csv,jsonl,parquet", help="Comma-separated export formats.")
+    parser.add_argument("--formats", default="csv,jsonl,parquet,download-csv",
+                        help="Comma-separated export formats; download-csv and download-jsonl stream the ZIP archive.")
     parser.add_argument("--features", action="store_true",
                         help="Also give clips 512-d features and scores and export with --features --scores.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -314,7 +340,8 @@ def main():
                 results = [("raw SELECT to CSV", raw)]
                 for file_format in formats:
                     output = out_dir / f"export.{file_format}"
-                    results.append((f"export {file_format}" + (" +features +scores" if args.features else ""),
+                    what = f"export {file_format}" if "download" not in file_format else f"{file_format} (ZIP)"
+                    results.append((what + (" +features +scores" if args.features else ""),
                                     run_child({"task": file_format, "database_url": url, "until": until,
                                                "output": str(output), "features": args.features})))
                 for what, report in results:

@@ -440,3 +440,30 @@ def test_import_page_lists_roots(curator_client, import_root):
     assert str(import_root) in page
     assert 'enctype="multipart/form-data"' in page
 
+
+
+def test_folder_import_saves_progress_between_files(curator_client, import_root, monkeypatch):
+    from comparisons import folder_imports
+    from comparisons.importer import Importer
+
+    folder = import_root / "batch"
+    folder.mkdir()
+    for name, size in (("a.png", 16), ("b.png", 24), ("c.png", 32)):
+        (folder / name).write_bytes(png_bytes(width=size, height=size))
+    job = queued_import(curator_client.post(reverse(IMPORT_URL), {"folder": "batch"}))
+    monkeypatch.setattr(folder_imports, "PROGRESS_SECONDS", 0.0)
+
+    # Read the row as the admin page would, just before each file is imported.
+    seen = []
+    import_file = Importer.import_file
+
+    def observe_then_import(importer, *args, **kwargs):
+        row = FolderImport.objects.get(pk=job.pk)
+        seen.append((row.status, row.counts.get("imported", 0), len(row.outcomes)))
+        return import_file(importer, *args, **kwargs)
+
+    monkeypatch.setattr(Importer, "import_file", observe_then_import)
+    run_folder_import(job.pk)
+
+    assert seen == [("running", 0, 0), ("running", 1, 1), ("running", 2, 2)]
+    assert FolderImport.objects.get(pk=job.pk).counts["imported"] == 3

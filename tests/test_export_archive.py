@@ -2,6 +2,7 @@
 
 import io
 import os
+import time
 import zipfile
 
 import pytest
@@ -46,6 +47,9 @@ def test_archive_bytes_leave_before_data_ends():
     members = zipfile.ZipFile(io.BytesIO(first + rest))
     assert members.namelist() == ["data.csv", "data.csv.card.json", "data.csv.card.md"]
     assert members.read("data.csv") == b"".join(payload)
+    for info in members.infolist():
+        assert info.compress_type == zipfile.ZIP_DEFLATED, info.filename
+        assert info.date_time[0] == time.localtime().tm_year, info.filename
 
 
 def test_archive_cut_short_is_rejected():

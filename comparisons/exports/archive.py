@@ -6,6 +6,7 @@ directory, which unzip tools reject, where a bare CSV would look complete.
 """
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -43,6 +44,22 @@ class _Spool:
         return data
 
 
+def _member_info(name):
+    """Return the ZipInfo of a member written through ``ZipFile.open``, dated now and deflated.
+
+    ``ZipFile.open(name, "w")`` would date the member 1980-01-01.
+    """
+    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    # Python 3.13 names the level compress_level; 3.11 and 3.12 keep it in a
+    # private slot, which ZipFile.open reads.
+    if hasattr(info, "compress_level"):
+        info.compress_level = COMPRESS_LEVEL
+    else:
+        info._compresslevel = COMPRESS_LEVEL
+    return info
+
+
 def archive_chunks(rows, data_chunks, *, data_name, file_format, licence):
     """Yield the bytes of a ZIP archive holding ``data_name`` and its two card files.
 
@@ -66,7 +83,7 @@ def archive_chunks(rows, data_chunks, *, data_name, file_format, licence):
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as archive:
         # The size is unknown when the member starts, so it gets ZIP64 fields
         # from the start and may pass 4 GiB.
-        with archive.open(data_name, "w", force_zip64=True) as member:
+        with archive.open(_member_info(data_name), "w", force_zip64=True) as member:
             for chunk in data_chunks:
                 member.write(chunk)
                 data = spool.drain()

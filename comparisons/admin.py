@@ -12,7 +12,8 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import redirect
 from django.urls import path
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -172,7 +173,7 @@ class FolderImportAdmin(ReadOnlyAdmin):
     list_display = ("id", "folder", "pool_name", "status", "summary", "requested_by", "created_at")
     list_filter = ("status",)
     fields = (
-        "folder", "pool_name", "status", "summary", "error", "notices", "attempts", "requested_by",
+        "folder", "pool_name", "status", "summary", "error", "notice_lines", "attempts", "requested_by",
         "created_at", "started_at", "finished_at",
     )
     readonly_fields = fields
@@ -184,6 +185,10 @@ class FolderImportAdmin(ReadOnlyAdmin):
     def summary(self, job):
         counts = {status: job.counts.get(status, 0) for status in ("imported", "duplicate", "failed", "ignored")}
         return _("%(imported)d imported, %(duplicate)d duplicate, %(failed)d failed, %(ignored)d ignored") % counts
+
+    @admin.display(description=_("notices"))
+    def notice_lines(self, job):
+        return format_html_join(mark_safe("<br>"), "{}", ((notice,) for notice in job.notices)) or "-"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         job = self.get_object(request, object_id)

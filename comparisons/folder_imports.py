@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from comparisons.importer import IGNORED, Importer, ImportInputError, resolve_import_folder
+from comparisons.importer import Importer, ImportInputError, resolve_import_folder
 from comparisons.jobs import claim_job
 from comparisons.models import FolderImport
 from taste_site.conf import salon_settings
@@ -91,7 +91,7 @@ class _Progress:
             "outcomes": [
                 {"status": outcome.status, "display": outcome.display, "message": outcome.message,
                  "clip_id": outcome.clip_id}
-                for outcome in report.outcomes if outcome.status != IGNORED
+                for outcome in report.outcomes
             ],
             "notices": list(report.notices),
         }

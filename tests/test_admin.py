@@ -302,11 +302,16 @@ def test_admin_import_from_folder(curator_client, import_root):
     job.refresh_from_db()
     assert job.status == FolderImport.Status.FINISHED
     assert job.attempts == 1
-    assert sorted(outcome["display"] for outcome in job.outcomes) == ["a.png", "b.mp4"]
+    assert sorted((outcome["display"], outcome["status"]) for outcome in job.outcomes) == [
+        ("README.md", "ignored"), ("a.png", "imported"), ("b.mp4", "imported"),
+    ]
+    assert job.notices == ["Created the pool from admin."]
     assert Pool.objects.get(name="from admin").clips.count() == 2
     assert Clip.objects.get(original_name="a.png").caption == "A noisy square"
     page = curator_client.get(response["Location"]).content.decode()
     assert "2 imported, 0 duplicate, 0 failed, 1 ignored" in page
+    assert "Created the pool from admin." in page
+    assert '<link rel="icon" href="data:,">' in page
     assert reverse("admin:comparisons_clip_change", args=[Clip.objects.get(original_name="a.png").pk]) in page
     assert "this page refreshes every 3 seconds" not in page
     # A second delivery of the same task finds the import done.

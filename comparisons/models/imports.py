@@ -29,9 +29,12 @@ class FolderImport(BackgroundJob):
     )
     outcomes = models.JSONField(
         _("outcomes"), default=list, blank=True,
-        help_text=_("Status, file, message and clip id of each file that was not ignored."),
+        help_text=_("Status, file, message and clip id of each file, ignored ones included."),
     )
-    notices = models.JSONField(_("notices"), default=list, blank=True, help_text=_("Problems in the caption CSV."))
+    notices = models.JSONField(
+        _("notices"), default=list, blank=True,
+        help_text=_("Messages about the import as a whole, such as a pool created or problems in the caption CSV."),
+    )
 
     class Meta(BackgroundJob.Meta):
         verbose_name = _("folder import")

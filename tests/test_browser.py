@@ -109,7 +109,7 @@ def test_vote_by_key_and_click_in_chromium(live_server):
 
     assert seen["errors"] == []
     assert len({frozenset(first), frozenset(second), frozenset(third)}) == 3
-    assert seen["progress_after_one"] == "1 of 10 today"
+    assert seen["progress_after_one"] == "1 of 10 today (skips do not count)"
     assert seen["restart_visible"] is False
     # The pair after the first vote was preloaded, and its elements were moved into view.
     assert sorted(seen["preloaded"]) == sorted(second)

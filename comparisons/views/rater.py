@@ -95,8 +95,8 @@ def compare_page_config(request, cohort):
             "mediaError": _("A clip could not be loaded. You can skip this pair."),
             "networkError": _("Could not reach the server. Check your connection and try again."),
             "voteRejected": _("Your vote was not recorded: %(reason)s"),
-            "progressGoal": _("%(today)s of %(goal)s today"),
-            "progressTotal": _("%(total)s judged in total"),
+            "progressGoal": _("%(today)s of %(goal)s today (skips do not count)"),
+            "progressTotal": _("%(total)s judged in total (skips do not count)"),
         },
     }
 

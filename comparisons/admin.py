@@ -181,6 +181,13 @@ class FolderImportAdmin(ReadOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("requested_by")
 
+    # A user who may import clips is sent to this page after a folder import.
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("comparisons.add_clip")
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or request.user.has_perm("comparisons.add_clip")
+
     @admin.display(description=_("files"))
     def summary(self, job):
         counts = {status: job.counts.get(status, 0) for status in ("imported", "duplicate", "failed", "ignored")}

@@ -105,7 +105,7 @@ class _Progress:
         self.saved_at = time.monotonic()
 
 
-def run_folder_import(import_id):
+def run_folder_import(import_id, task_id=""):
     """Import the folder of one queued FolderImport and record the outcome on its row.
 
     Only a queued import is started, so a duplicate delivery of the task does
@@ -115,7 +115,7 @@ def run_folder_import(import_id):
     """
     from celery.exceptions import SoftTimeLimitExceeded
 
-    if not claim_job(FolderImport, import_id):
+    if not claim_job(FolderImport, import_id, task_id):
         logger.info("Folder import %s is not queued (missing, running or done); nothing to do", import_id)
         return None
     job = FolderImport.objects.get(pk=import_id)
@@ -139,9 +139,13 @@ def run_folder_import(import_id):
                       finished_at=timezone.now())
         logger.warning("Folder import %s failed: %s", import_id, error)
         return None
-    except Exception:
-        progress.save(status=FolderImport.Status.FAILED, error=_("Unexpected error; see the worker log."),
-                      finished_at=timezone.now())
+    except Exception as error:
+        logger.exception("Folder import %s failed with an unexpected error", import_id)
+        progress.save(
+            status=FolderImport.Status.FAILED, finished_at=timezone.now(),
+            error=_("Unexpected error %(type)s: %(error)s. The worker log has the traceback.")
+            % {"type": type(error).__name__, "error": error},
+        )
         raise
 
     progress.save(status=FolderImport.Status.FINISHED, finished_at=timezone.now())

@@ -274,12 +274,12 @@ STALE_IMPORT_MINUTES = IMPORT_TIME_LIMIT // 60 + 10
 
 
 @shared_task(
-    name=IMPORT_TASK, ignore_result=True, max_retries=0,
+    bind=True, name=IMPORT_TASK, ignore_result=True, max_retries=0,
     soft_time_limit=IMPORT_SOFT_TIME_LIMIT, time_limit=IMPORT_TIME_LIMIT,
 )
-def import_folder(import_id):
+def import_folder(self, import_id):
     """Run the queued folder import ``import_id``; see :func:`comparisons.folder_imports.run_folder_import`."""
-    return run_folder_import(import_id)
+    return run_folder_import(import_id, task_id=self.request.id)
 
 
 @shared_task(name="comparisons.tasks.resend_folder_imports", ignore_result=True, soft_time_limit=60, time_limit=90)

@@ -298,5 +298,7 @@ def test_export_request_during_outage_is_kept(settings, tmp_path, redis_broker):
     from comparisons.exports.tasks import QUEUED_RESEND_MINUTES, resend_queued_exports
 
     server.start()
-    Export.objects.update(created_at=timezone.now() - timezone.timedelta(minutes=QUEUED_RESEND_MINUTES + 1))
+    Export.objects.update(sent_at=timezone.now() - timezone.timedelta(minutes=QUEUED_RESEND_MINUTES + 1))
     assert resend_queued_exports() == 1
+    # The next sweep waits another QUEUED_RESEND_MINUTES for the export just sent.
+    assert resend_queued_exports() == 0

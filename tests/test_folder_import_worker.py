@@ -62,15 +62,53 @@ def test_sweep_recovers_lost_folder_imports(import_root):
     lost_last = FolderImport.objects.create(folder=folder, status="running", started_at=long_ago, attempts=MAX_ATTEMPTS)
     live = FolderImport.objects.create(folder=folder, status="running", started_at=recent, attempts=1)
     never_sent = FolderImport.objects.create(folder=folder)
-    FolderImport.objects.filter(pk=never_sent.pk).update(created_at=long_ago)
+    FolderImport.objects.filter(pk=never_sent.pk).update(sent_at=long_ago)
 
-    # The never-sent import and the lost one are sent; a second sweep finds nothing new to recover.
+    # The never-sent import and the lost one are sent. Both are queued now, but
+    # were just sent, so a second sweep sends nothing.
     assert resend_folder_imports() == 2
-    FolderImport.objects.filter(pk=never_sent.pk).update(status="finished")
     assert resend_folder_imports() == 0
     purge_queues(app, ("default",))
 
     statuses = dict(FolderImport.objects.values_list("pk", "status"))
-    assert statuses == {lost.pk: "queued", lost_last.pk: "failed", live.pk: "running", never_sent.pk: "finished"}
+    assert statuses == {lost.pk: "queued", lost_last.pk: "failed", live.pk: "running", never_sent.pk: "queued"}
     assert FolderImport.objects.get(pk=lost.pk).started_at is None
     assert FolderImport.objects.get(pk=lost_last.pk).error.startswith("The worker was lost while running it on each of")
+
+
+def test_lost_duplicate_leaves_live_run_alone(import_root):
+    from billiard.exceptions import WorkerLostError
+    from celery.signals import task_failure
+
+    from comparisons.tasks import import_folder
+
+    job = FolderImport.objects.create(folder=str(import_root), status="running", started_at=timezone.now(),
+                                      attempts=1, task_id="live-run")
+
+    # A duplicate delivery of the same job was handled by a child that died.
+    task_failure.send(sender=import_folder, task_id="duplicate", args=(job.pk,), exception=WorkerLostError("gone"))
+    job.refresh_from_db()
+    assert (job.status, job.task_id, job.attempts) == ("running", "live-run", 1)
+
+    # The child running the claimed job died.
+    task_failure.send(sender=import_folder, task_id="live-run", args=(job.pk,), exception=WorkerLostError("gone"))
+    purge_queues(app, ("default",))
+    job.refresh_from_db()
+    assert (job.status, job.task_id, job.attempts) == ("queued", "", 1)
+
+
+def test_unrecorded_task_error_fails_the_job(import_root):
+    from celery.signals import task_failure
+
+    from comparisons.tasks import import_folder
+
+    job = FolderImport.objects.create(folder=str(import_root), status="running", started_at=timezone.now(),
+                                      attempts=1, task_id="run-1")
+
+    # An error the task could not record itself, such as a failed final save.
+    task_failure.send(sender=import_folder, task_id="run-1", args=(job.pk,), exception=ValueError("database gone"))
+
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.error.startswith("The run failed with ValueError: database gone.")
+    assert job.finished_at is not None

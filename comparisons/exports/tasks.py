@@ -47,16 +47,19 @@ def export_file_name(export):
     return f"export-{export.pk}-{export.created_at:%Y%m%dT%H%M%SZ}.{export.format}"
 
 
-def run_export(export_id):
+def run_export(export_id, task_id=""):
     """Write the file of one queued export and record the outcome on its row.
 
     Only a queued export is started, so a duplicate delivery of the task finds
     it running or finished and does nothing.
     """
-    if not claim_job(Export, export_id):
+    if not claim_job(Export, export_id, task_id):
         logger.info("Export %s is not queued (missing, running or done); nothing to do", export_id)
         return None
     export = Export.objects.get(pk=export_id)
+    # Every outcome is written only while this run still owns the row, so a
+    # run the sweep gave up on cannot overwrite the one that replaced it.
+    owned = Export.objects.filter(pk=export_id, status=Export.Status.RUNNING, started_at=export.started_at)
     remove_partial_files(export)
 
     try:
@@ -64,21 +67,20 @@ def run_export(export_id):
         file_name = export_file_name(export)
         result = export_to_path(options, export_dir() / file_name, overwrite=True)
     except (ExportError, ImproperlyConfigured, OSError, SoftTimeLimitExceeded) as error:
-        Export.objects.filter(pk=export_id).update(
-            status=Export.Status.FAILED, error=str(error) or error.__class__.__name__, finished_at=timezone.now()
-        )
+        owned.update(status=Export.Status.FAILED, error=str(error) or error.__class__.__name__,
+                     finished_at=timezone.now())
         logger.warning("Export %s failed: %s", export_id, error)
         return None
-    except Exception:
-        Export.objects.filter(pk=export_id).update(
-            status=Export.Status.FAILED, error="Unexpected error; see the worker log.", finished_at=timezone.now()
+    except Exception as error:
+        logger.exception("Export %s failed with an unexpected error", export_id)
+        owned.update(
+            status=Export.Status.FAILED, finished_at=timezone.now(),
+            error=f"Unexpected error {type(error).__name__}: {error}. The worker log has the traceback.",
         )
         raise
 
     counts = {cohort["slug"]: cohort["counts"] for cohort in result.card["cohorts"]}
-    # Only while this run still owns the row: a run the sweep gave up on must
-    # not overwrite the outcome of the one that replaced it.
-    Export.objects.filter(pk=export_id, status=Export.Status.RUNNING, started_at=export.started_at).update(
+    owned.update(
         status=Export.Status.FINISHED, file_name=file_name, row_count=result.rows, size_bytes=result.size_bytes,
         counts=counts, finished_at=timezone.now(), error="",
     )
@@ -88,15 +90,16 @@ def run_export(export_id):
 # The route "comparisons.*" in CELERY_TASK_ROUTES sends this task to queue
 # "default"; Celery 5.7 deprecates the per-task queue attribute.
 @shared_task(
+    bind=True,
     name=EXPORT_TASK,
     ignore_result=True,
     max_retries=0,
     soft_time_limit=SOFT_TIME_LIMIT_SECONDS,
     time_limit=TIME_LIMIT_SECONDS,
 )
-def export_comparisons(export_id):
+def export_comparisons(self, export_id):
     """Write the export with id ``export_id``; see :func:`run_export`."""
-    return run_export(export_id)
+    return run_export(export_id, task_id=self.request.id)
 
 
 def remove_partial_files(export):

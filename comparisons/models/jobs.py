@@ -1,6 +1,7 @@
 """The fields that every request run later by a worker keeps: status, attempts, error and times."""
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -22,7 +23,13 @@ class BackgroundJob(models.Model):
     attempts = models.PositiveSmallIntegerField(
         _("attempts"), default=0, help_text=_("Runs started, counting those a lost worker cut short.")
     )
+    task_id = models.CharField(
+        _("task id"), max_length=255, blank=True, help_text=_("Celery task id of the run that claimed the job.")
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    sent_at = models.DateTimeField(
+        _("sent at"), default=timezone.now, help_text=_("When the task message was last sent.")
+    )
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 

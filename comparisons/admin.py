@@ -197,11 +197,6 @@ class FolderImportAdmin(ReadOnlyAdmin):
     def notice_lines(self, job):
         return format_html_join(mark_safe("<br>"), "{}", ((notice,) for notice in job.notices)) or "-"
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self.get_object(request, object_id)
-        extra_context = {**(extra_context or {}), "job": job}
-        return super().change_view(request, object_id, form_url, extra_context)
-
 
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from comparisons.importer import Importer, ImportInputError, resolve_import_folder
-from comparisons.jobs import claim_job
+from comparisons.jobs import claim_job, unexpected_error_message
 from comparisons.models import FolderImport
 from taste_site.conf import salon_settings
 
@@ -143,8 +143,7 @@ def run_folder_import(import_id, task_id=""):
         logger.exception("Folder import %s failed with an unexpected error", import_id)
         progress.save(
             status=FolderImport.Status.FAILED, finished_at=timezone.now(),
-            error=_("Unexpected error %(type)s: %(error)s. The worker log has the traceback.")
-            % {"type": type(error).__name__, "error": error},
+            error=unexpected_error_message(error),
         )
         raise
 

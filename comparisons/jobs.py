@@ -36,6 +36,11 @@ def claim_job(model, job_id, task_id=""):
     return bool(claimed)
 
 
+def unexpected_error_message(error):
+    """Return the error text stored on a job that the unexpected exception ``error`` ended."""
+    return f"Unexpected error {type(error).__name__}: {error}. The worker log has the traceback."
+
+
 def _label(model, job_id):
     return f"{model._meta.verbose_name.capitalize()} {job_id}"
 

@@ -275,7 +275,7 @@ def test_export_child_killed_is_queued_again_and_finishes(settings, export_setup
     assert sorted(written["comparison_id"]) == sorted(expected.values_list("comparison_id", flat=True))
 
 
-def test_export_lost_on_its_last_run_fails_with_the_reason(settings, export_setup):
+def test_export_lost_on_last_run_fails(settings, export_setup):
     from comparisons.jobs import MAX_ATTEMPTS
 
     researcher, export_dir, pause_file, env, log_dir = export_setup

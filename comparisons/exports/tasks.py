@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from comparisons.exports.files import export_to_path
 from comparisons.exports.options import ExportError, ExportOptions
-from comparisons.jobs import claim_job, recover_lost_runs, sweep_jobs
+from comparisons.jobs import claim_job, recover_lost_runs, sweep_jobs, unexpected_error_message
 from comparisons.models import Export
 from taste_site.conf import salon_settings
 
@@ -75,7 +75,7 @@ def run_export(export_id, task_id=""):
         logger.exception("Export %s failed with an unexpected error", export_id)
         owned.update(
             status=Export.Status.FAILED, finished_at=timezone.now(),
-            error=f"Unexpected error {type(error).__name__}: {error}. The worker log has the traceback.",
+            error=unexpected_error_message(error),
         )
         raise
 
